@@ -1,0 +1,1 @@
+//! The CPU reference: one file per op, f32 arithmetic, plain loops.

@@ -1,0 +1,1 @@
+//! CUDA: device and module loading, `DeviceTensor`, one file per op wrapper.

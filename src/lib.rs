@@ -1,0 +1,25 @@
+//! # transformer-kernels
+//!
+//! Hand-written CUDA kernels (fused attention, layer norm, GEMM) compiled at
+//! build time, safe Rust wrappers around them, and a pure-Rust CPU reference
+//! of every op and of the whole encoder-decoder Transformer of "Attention Is
+//! All You Need" (Vaswani et al., 2017) as Marian / opus-mt checkpoints ship it
+//! in Hugging Face format.
+//!
+//! - [`cpu`]: the reference ops, plain and obviously right; the oracle.
+//! - [`cuda`]: device, module loading, [`cuda::DeviceTensor`], one wrapper per kernel.
+//! - [`model`]: config, safetensors weights, the `Backend` trait, encoder,
+//!   decoder with KV cache, greedy and beam search.
+//! - [`tokenizer`]: SentencePiece + vocab.json as `MarianTokenizer` does it.
+//!
+//! See `DESIGN.md`-style notes in the README for what has been run on a GPU.
+
+pub mod cpu;
+pub mod cuda;
+pub mod dtype;
+pub mod error;
+pub mod model;
+pub mod tokenizer;
+
+pub use dtype::{DType, Element};
+pub use error::{Error, Result};

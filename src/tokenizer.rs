@@ -1,0 +1,1 @@
+//! SentencePiece (source.spm / target.spm) + vocab.json, as MarianTokenizer uses them.
