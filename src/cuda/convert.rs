@@ -1,0 +1,81 @@
+//! Device dtype conversion (`kernels/convert.cu`); the reference is
+//! [`crate::cpu::convert::convert`].
+
+use cudarc::driver::{LaunchConfig, PushKernelArg};
+
+use super::device::driver;
+use super::kernels::KernelId;
+use super::params::ConvertParams;
+use super::tensor::{DeviceElement, DeviceTensor};
+use crate::{Error, Result};
+
+/// Threads per block; matches `__launch_bounds__(256)` in convert.cu.
+const BLOCK: u32 = 256;
+/// Grid-size cap: enough blocks to fill any current GPU several times over;
+/// the grid-stride loop covers the rest.
+const MAX_BLOCKS: usize = 65_535;
+
+// SAFETY: ConvertParams is a `#[repr(C)]` plain-old-data struct generated
+// from params.h, layout-checked by bindgen; the kernel takes it by value.
+unsafe impl cudarc::driver::DeviceRepr for ConvertParams {}
+
+/// Converts `src` to dtype `D` on the device: `dst[i] = D::from_f32(src[i].to_f32())`,
+/// round to nearest even. Same shape; `S == D` is a device-to-device copy.
+///
+/// # Errors
+/// [`Error::Cuda`] on allocation or launch failure; [`Error::InvalidArgument`]
+/// when the element count does not fit the kernel's `int64_t`.
+pub fn convert<S: DeviceElement, D: DeviceElement>(
+    src: &DeviceTensor<S>,
+) -> Result<DeviceTensor<D>> {
+    let device = src.device().clone();
+    let mut dst = DeviceTensor::<D>::zeros(&device, src.shape())?;
+    let n = src.numel();
+    if n == 0 {
+        return Ok(dst);
+    }
+    let id = KernelId::Convert {
+        src: S::DTYPE,
+        dst: D::DTYPE,
+    };
+    if id.symbol().is_none() {
+        // Same dtype: a plain device-to-device copy, bit-exact.
+        let bytes = n * std::mem::size_of::<S>();
+        let (src_ptr, dst_ptr) = (src.device_ptr(), dst.device_ptr_mut());
+        // SAFETY: S and D are the same type here (same DTYPE), both buffers
+        // hold at least `n` elements of it, are distinct allocations, and the
+        // copy is queued on the stream every later use goes through.
+        unsafe {
+            cudarc::driver::result::memcpy_dtod_async(
+                dst_ptr,
+                src_ptr,
+                bytes,
+                device.stream().cu_stream(),
+            )
+        }
+        .map_err(driver("memcpy_dtod"))?;
+        return Ok(dst);
+    }
+    let params = ConvertParams {
+        src: src.device_ptr() as *const core::ffi::c_void,
+        dst: dst.device_ptr_mut() as *mut core::ffi::c_void,
+        n: i64::try_from(n)
+            .map_err(|_| Error::invalid("convert", format!("{n} elements exceed int64")))?,
+    };
+    let blocks = n.div_ceil(BLOCK as usize).min(MAX_BLOCKS) as u32;
+    let cfg = LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let func = device.function(id)?;
+    let mut launch = device.stream().launch_builder(&func);
+    launch.arg(&params);
+    // SAFETY: the kernel reads `n` elements of S at `src` and writes `n`
+    // elements of D at `dst`; both buffers hold at least `n` elements
+    // (allocated from the same shape above), live on this device, are
+    // distinct allocations (no aliasing), and outlive the launch because
+    // every later use of `dst`/`src` goes through the same stream.
+    unsafe { launch.launch(cfg) }.map_err(driver("launch convert"))?;
+    Ok(dst)
+}

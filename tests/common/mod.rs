@@ -1,0 +1,23 @@
+//! Shared helpers for the integration tests.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use transformer_kernels::cuda::Device;
+
+/// Device 0, or `None` after printing one line saying why the GPU test
+/// `test` is skipped. Under `TK_REQUIRE_GPU=1` (set by
+/// scripts/device-check.sh on the GPU machine) a missing device is a failure,
+/// so a GPU run can never pass by skipping.
+pub fn gpu_or_skip(test: &str) -> Option<Arc<Device>> {
+    match transformer_kernels::cuda::test_device() {
+        Ok(d) => Some(d),
+        Err(why) => {
+            if std::env::var("TK_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+                panic!("{test}: TK_REQUIRE_GPU=1 but no usable GPU: {why}");
+            }
+            println!("skipped {test}: {why}");
+            None
+        }
+    }
+}

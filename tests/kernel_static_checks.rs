@@ -1,0 +1,156 @@
+//! Static checks on the embedded kernels, no GPU needed:
+//! - no kernel spills registers (ptxas `-v` report), except the ones listed
+//!   with a reason in `kernels/spill-allowlist.txt`;
+//! - every fatbin carries SASS for sm_80 and sm_90a and PTX for compute_80
+//!   (read with cuobjdump from the toolchain that built them).
+//!
+//! Without kernels (no nvcc at build time) the checks print why they are
+//! skipped, and fail under `TK_REQUIRE_KERNELS=1` (scripts/test.sh sets it).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use transformer_kernels::cuda::kernels::{FATBINS, KERNELS_BUILT, NVCC_PATH};
+
+fn kernels_or_skip(test: &str) -> bool {
+    if KERNELS_BUILT {
+        return true;
+    }
+    assert!(
+        std::env::var("TK_REQUIRE_KERNELS").map_or(true, |v| v != "1"),
+        "{test}: TK_REQUIRE_KERNELS=1 but this build has no kernels"
+    );
+    println!("skipped {test}: kernels not built (no nvcc at build time)");
+    false
+}
+
+/// `(symbol, reason)` pairs that may spill.
+fn spill_allowlist() -> Vec<(String, String)> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kernels/spill-allowlist.txt");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (sym, reason) = l.split_once(char::is_whitespace).unwrap_or((l, ""));
+            assert!(
+                !reason.trim().is_empty(),
+                "{}: entry {sym:?} has no written reason",
+                path.display()
+            );
+            (sym.to_string(), reason.trim().to_string())
+        })
+        .collect()
+}
+
+/// `(function, arch, spill stores, spill loads)` for every function in a ptxas report.
+fn parse_spills(report: &str) -> Vec<(String, String, u64, u64)> {
+    let mut out = Vec::new();
+    let mut arch = String::new();
+    let mut func = String::new();
+    for line in report.lines() {
+        if let Some(rest) = line.split("Compiling entry function '").nth(1) {
+            if let Some((_, a)) = rest.split_once("' for '") {
+                arch = a.trim_end_matches('\'').to_string();
+            }
+        } else if let Some(f) = line.split("Function properties for ").nth(1) {
+            func = f.trim().to_string();
+        } else if line.contains("bytes spill stores") {
+            let nums: Vec<u64> = line
+                .split(',')
+                .filter_map(|part| part.split_whitespace().next()?.parse().ok())
+                .collect();
+            if let [_stack, stores, loads] = nums[..] {
+                out.push((func.clone(), arch.clone(), stores, loads));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn no_kernel_spills_registers() {
+    if !kernels_or_skip("no_kernel_spills_registers") {
+        return;
+    }
+    let allow = spill_allowlist();
+    let mut offenders = Vec::new();
+    for (stem, _, report) in FATBINS {
+        let funcs = parse_spills(report);
+        assert!(
+            !funcs.is_empty(),
+            "{stem}: ptxas report has no function properties:\n{report}"
+        );
+        for (func, arch, stores, loads) in funcs {
+            if (stores > 0 || loads > 0) && !allow.iter().any(|(s, _)| *s == func) {
+                offenders.push(format!(
+                    "{stem}.cu {func} ({arch}): {stores} B spill stores, {loads} B spill loads"
+                ));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "register spills:\n{}",
+        offenders.join("\n")
+    );
+}
+
+#[test]
+fn spill_parser_reads_ptxas_format() {
+    let report = "ptxas info    : Compiling entry function 'k' for 'sm_90a'\n\
+                  ptxas info    : Function properties for k\n    \
+                  8 bytes stack frame, 12 bytes spill stores, 4 bytes spill loads\n";
+    assert_eq!(
+        parse_spills(report),
+        vec![("k".into(), "sm_90a".into(), 12, 4)]
+    );
+}
+
+fn cuobjdump() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("TK_CUOBJDUMP") {
+        return Some(PathBuf::from(p));
+    }
+    let p = PathBuf::from(NVCC_PATH).parent()?.join("cuobjdump");
+    p.is_file().then_some(p)
+}
+
+fn run_cuobjdump(tool: &PathBuf, args: &[&str], image: &[u8], stem: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("tk-static-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join(format!("{stem}.fatbin"));
+    std::fs::write(&file, image).expect("write fatbin");
+    let out = Command::new(tool)
+        .args(args)
+        .arg(&file)
+        .output()
+        .expect("run cuobjdump");
+    assert!(
+        out.status.success(),
+        "cuobjdump {args:?} failed on {stem}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn every_fatbin_has_sm80_and_sm90a_sass_and_ptx() {
+    if !kernels_or_skip("every_fatbin_has_sm80_and_sm90a_sass_and_ptx") {
+        return;
+    }
+    let Some(tool) = cuobjdump() else {
+        assert!(
+            std::env::var("TK_REQUIRE_KERNELS").map_or(true, |v| v != "1"),
+            "TK_REQUIRE_KERNELS=1 but cuobjdump was not found beside {NVCC_PATH}"
+        );
+        println!("skipped: cuobjdump not found beside {NVCC_PATH}");
+        return;
+    };
+    for (stem, image, _) in FATBINS {
+        let elf = run_cuobjdump(&tool, &["--list-elf"], image, stem);
+        assert!(elf.contains("sm_90a"), "{stem}: no sm_90a SASS:\n{elf}");
+        assert!(elf.contains("sm_80"), "{stem}: no sm_80 SASS:\n{elf}");
+        let ptx = run_cuobjdump(&tool, &["--list-ptx"], image, stem);
+        assert!(ptx.contains("sm_80"), "{stem}: no compute_80 PTX:\n{ptx}");
+    }
+}
