@@ -60,6 +60,11 @@ impl Device {
         }
         let ctx = catch_driver_panic("CudaContext::new", || CudaContext::new(ordinal))?
             .map_err(|e| Error::NoCuda(format!("cannot open device {ordinal}: {e}")))?;
+        // SAFETY: every allocation and launch of a `Device` goes to its one
+        // stream, so stream order alone serialises all uses of a buffer
+        // (including its stream-ordered free); cudarc's per-buffer events
+        // would only add two event records per launch.
+        unsafe { ctx.disable_event_tracking() };
         let stream = ctx.default_stream();
         let mut modules = HashMap::new();
         for &m in Module::ALL {
