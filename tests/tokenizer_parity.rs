@@ -13,12 +13,18 @@ use transformer_kernels::tokenizer::{MarianTokenizer, Side};
 const SHOWN: usize = 10;
 
 /// Compares every encode case; returns (compared, identical, report of the first mismatches).
-fn compare_encode(tok: &MarianTokenizer, side: Side, list: &[EncodeCase]) -> (usize, usize, String) {
+fn compare_encode(
+    tok: &MarianTokenizer,
+    side: Side,
+    list: &[EncodeCase],
+) -> (usize, usize, String) {
     let mut identical = 0;
     let mut report = String::new();
     let mut shown = 0;
     for (i, case) in list.iter().enumerate() {
-        let got = tok.encode(&case.text, side).expect("encode never fails on a valid model");
+        let got = tok
+            .encode(&case.text, side)
+            .expect("encode never fails on a valid model");
         if got == case.ids {
             identical += 1;
         } else if shown < SHOWN {
@@ -36,7 +42,11 @@ fn compare_encode(tok: &MarianTokenizer, side: Side, list: &[EncodeCase]) -> (us
     (list.len(), identical, report)
 }
 
-fn compare_decode(tok: &MarianTokenizer, side: Side, list: &[DecodeCase]) -> (usize, usize, String) {
+fn compare_decode(
+    tok: &MarianTokenizer,
+    side: Side,
+    list: &[DecodeCase],
+) -> (usize, usize, String) {
     let mut identical = 0;
     let mut report = String::new();
     let mut shown = 0;
@@ -79,11 +89,17 @@ fn source_ids_equal_marian_tokenizer_on_every_test_line() {
             );
             assert!(n > 0, "{pair}: no {kind} cases in the fixture");
             if same != n {
-                failures.push_str(&format!("{pair} {kind}: {} of {n} differ\n{report}", n - same));
+                failures.push_str(&format!(
+                    "{pair} {kind}: {} of {n} differ\n{report}",
+                    n - same
+                ));
             }
         }
     }
-    assert!(failures.is_empty(), "source ids differ from MarianTokenizer:\n{failures}");
+    assert!(
+        failures.is_empty(),
+        "source ids differ from MarianTokenizer:\n{failures}"
+    );
 }
 
 #[test]
@@ -98,7 +114,10 @@ fn target_ids_equal_marian_tokenizer() {
             failures.push_str(&format!("{pair}: {} of {n} differ\n{report}", n - same));
         }
     }
-    assert!(failures.is_empty(), "target ids differ from MarianTokenizer:\n{failures}");
+    assert!(
+        failures.is_empty(),
+        "target ids differ from MarianTokenizer:\n{failures}"
+    );
 }
 
 #[test]
@@ -107,15 +126,24 @@ fn decoding_equals_marian_tokenizer() {
     for pair in PAIRS {
         let c = cases(pair);
         let tok = MarianTokenizer::from_dir(&materialize(pair, "decode")).expect("load");
-        for (side, list) in [(Side::Target, &c.decode_target), (Side::Source, &c.decode_source)] {
+        for (side, list) in [
+            (Side::Target, &c.decode_target),
+            (Side::Source, &c.decode_source),
+        ] {
             let (n, same, report) = compare_decode(&tok, side, list);
             println!("{pair} decode {side:?}: {same}/{n} identical");
             if same != n {
-                failures.push_str(&format!("{pair} {side:?}: {} of {n} differ\n{report}", n - same));
+                failures.push_str(&format!(
+                    "{pair} {side:?}: {} of {n} differ\n{report}",
+                    n - same
+                ));
             }
         }
     }
-    assert!(failures.is_empty(), "decoded text differs from MarianTokenizer:\n{failures}");
+    assert!(
+        failures.is_empty(),
+        "decoded text differs from MarianTokenizer:\n{failures}"
+    );
 }
 
 #[test]
@@ -128,11 +156,18 @@ fn special_ids_and_vocab_size_equal_marian_tokenizer() {
         assert_eq!(tok.eos_id(), c.eos_id, "{pair} eos_id");
         assert_eq!(tok.unk_id(), c.unk_id, "{pair} unk_id");
         // opus-mt layout: pad is the last id.
-        assert_eq!(tok.pad_id() as usize, tok.vocab_size() - 1, "{pair} pad is last");
+        assert_eq!(
+            tok.pad_id() as usize,
+            tok.vocab_size() - 1,
+            "{pair} pad is last"
+        );
         for code in [">>en<<", ">>de<<", ">>fr<<"] {
             let id = tok.token_to_id(code).expect("language code in vocab");
             assert_eq!(tok.id_to_token(id), Some(code));
-            assert_eq!(tok.encode_source(&format!("{code} a")).expect("encode")[0], id);
+            assert_eq!(
+                tok.encode_source(&format!("{code} a")).expect("encode")[0],
+                id
+            );
         }
         assert_eq!(tok.language_codes(), vec![">>de<<", ">>en<<", ">>fr<<"]);
         assert_eq!(tok.token_to_id(">>xx<<"), None);

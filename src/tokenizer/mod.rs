@@ -132,7 +132,12 @@ impl MarianTokenizer {
         .into_iter()
         .chain(config.extra_special_tokens.iter().cloned())
         .collect();
-        special_tokens.extend(added.iter().filter(|t| t.special).map(|t| t.content.clone()));
+        special_tokens.extend(
+            added
+                .iter()
+                .filter(|t| t.special)
+                .map(|t| t.content.clone()),
+        );
         // `all_special_ids`: added tokens first, then the vocabulary, else unk.
         let special_ids = special_tokens
             .iter()
@@ -206,7 +211,7 @@ impl MarianTokenizer {
         for chunk in self.split_on_added(text) {
             match chunk {
                 Chunk::Added(content) => out.push(content.to_string()),
-                Chunk::Text(t) if t.is_empty() => {}
+                Chunk::Text("") => {}
                 Chunk::Text(t) => {
                     let (code, rest) = split_language_code(t);
                     out.extend(code.map(str::to_string));
@@ -469,7 +474,10 @@ mod tests {
 
     #[test]
     fn language_code_is_split_off_only_at_the_start() {
-        assert_eq!(split_language_code(">>de<< Hallo"), (Some(">>de<<"), " Hallo"));
+        assert_eq!(
+            split_language_code(">>de<< Hallo"),
+            (Some(">>de<<"), " Hallo")
+        );
         assert_eq!(split_language_code(">>de<<"), (Some(">>de<<"), ""));
         assert_eq!(split_language_code(">><<x"), (Some(">><<"), "x"));
         assert_eq!(split_language_code("a >>de<<"), (None, "a >>de<<"));

@@ -98,10 +98,7 @@ impl Normalizer {
                 .chunks_exact(4)
                 .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect();
-            (
-                Some(DoubleArray { units }),
-                blob[4 + trie_size..].to_vec(),
-            )
+            (Some(DoubleArray { units }), blob[4 + trie_size..].to_vec())
         };
         let mut user_defined = user_defined;
         user_defined.retain(|s| !s.is_empty());

@@ -236,7 +236,9 @@ fn parse_trainer_spec(buf: &[u8]) -> Result<TrainerSpec, String> {
             (35, Value::Varint(b)) => t.byte_fallback = b != 0,
             (44, Value::Bytes(b)) => t.unk_surface = utf8(b, "unk_surface")?,
             (3 | 24 | 35 | 44, _) => {
-                return Err(format!("trainer_spec field {field} has the wrong wire type"))
+                return Err(format!(
+                    "trainer_spec field {field} has the wrong wire type"
+                ))
             }
             _ => {}
         }
@@ -255,7 +257,9 @@ fn parse_normalizer_spec(buf: &[u8]) -> Result<NormalizerSpec, String> {
             (4, Value::Varint(b)) => n.remove_extra_whitespaces = b != 0,
             (5, Value::Varint(b)) => n.escape_whitespaces = b != 0,
             (1..=5, _) => {
-                return Err(format!("normalizer_spec field {field} has the wrong wire type"))
+                return Err(format!(
+                    "normalizer_spec field {field} has the wrong wire type"
+                ))
             }
             _ => {}
         }
@@ -282,9 +286,8 @@ pub(crate) fn parse_model_proto(buf: &[u8]) -> Result<ModelProto, String> {
                     parse_normalizer_spec(b).map_err(|e| format!("normalizer_spec: {e}"))?
             }
             (5, Value::Bytes(b)) => {
-                m.denormalizer_spec = Some(
-                    parse_normalizer_spec(b).map_err(|e| format!("denormalizer_spec: {e}"))?,
-                )
+                m.denormalizer_spec =
+                    Some(parse_normalizer_spec(b).map_err(|e| format!("denormalizer_spec: {e}"))?)
             }
             (1 | 2 | 3 | 5, _) => {
                 return Err(format!("ModelProto field {field} has the wrong wire type"))

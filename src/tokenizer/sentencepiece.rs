@@ -89,7 +89,10 @@ impl SentencePiece {
                 }
                 PieceType::UserDefined => user_defined.push(p.piece.clone()),
                 PieceType::Byte if piece_to_byte(&p.piece).is_none() => {
-                    return Err(format!("byte piece {:?} is not of the form <0xXX>", p.piece))
+                    return Err(format!(
+                        "byte piece {:?} is not of the form <0xXX>",
+                        p.piece
+                    ))
                 }
                 _ => {}
             }
@@ -195,7 +198,12 @@ impl SentencePiece {
             let mblen = valid_utf8_char_len(&normalized.as_bytes()[starts_at..]).max(1);
             let mut has_single_node = false;
             let last = size.min(starts_at + self.max_piece_bytes);
-            for end in starts_at + 1..=last {
+            for (end, target) in best
+                .iter_mut()
+                .enumerate()
+                .take(last + 1)
+                .skip(starts_at + 1)
+            {
                 let Some(candidate) = normalized.get(starts_at..end) else {
                     continue; // not a character boundary
                 };
@@ -209,7 +217,6 @@ impl SentencePiece {
                     _ => continue, // unused, control, byte, unk: not in the trie
                 };
                 let total = score + f64::from(base);
-                let target = &mut best[end];
                 if target.starts_at.is_none() || total > f64::from(target.score) {
                     *target = BestPath {
                         id,

@@ -183,7 +183,10 @@ impl TokenizerConfig {
         let mut added = Vec::new();
         for (id, t) in c.added_tokens_decoder {
             let id = id.parse::<u32>().map_err(|_| {
-                Error::tokenizer(path, format!("added_tokens_decoder key {id:?} is not an id"))
+                Error::tokenizer(
+                    path,
+                    format!("added_tokens_decoder key {id:?} is not an id"),
+                )
             })?;
             added.push(AddedToken {
                 content: t.content,

@@ -42,7 +42,10 @@ pub fn materialize(pair: &str, tag: &str) -> PathBuf {
     };
     write("source.spm", gunzip(&f.join(format!("spm/{src}.spm.gz"))));
     write("target.spm", gunzip(&f.join(format!("spm/{tgt}.spm.gz"))));
-    write("vocab.json", gunzip(&f.join(format!("{pair}/vocab.json.gz"))));
+    write(
+        "vocab.json",
+        gunzip(&f.join(format!("{pair}/vocab.json.gz"))),
+    );
     std::fs::copy(
         f.join(format!("{pair}/tokenizer_config.json")),
         dir.join("tokenizer_config.json"),
