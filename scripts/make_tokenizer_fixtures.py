@@ -13,9 +13,11 @@ What it does:
 1. Trains one SentencePiece unigram model per language (en, de, fr) on Multi30k train,
    with the default nmt_nfkc normalizer, vocab_size 8000 (hard_vocab_limit off: the
    English side only supports 7823 pieces), the default character_coverage 0.9995 (so
-   that rare characters exercise <unk>), one thread (deterministic).
-2. Builds three Marian tokenizer directories, en-de, de-fr and fr-en, so that every
-   language is once the source and once the target side. Each has one shared vocab.json
+   that rare characters exercise <unk>), one thread (deterministic). Plus one variant,
+   en_bytes (see MODELS), for byte fallback, user-defined symbols, identity
+   normalization and kept whitespace.
+2. Builds the Marian tokenizer directories en-de, de-fr and fr-en, so that every
+   language is once the source and once the target side, and en_bytes-en_bytes. Each has one shared vocab.json
    laid out as Marian's conversion does for opus-mt: "</s>" 0, "<unk>" 1, then pieces,
    "<pad>" last (the pad id is the last id). Language tokens >>en<< >>de<< >>fr<< are
    in the vocab, as in multilingual opus-mt models. The directory is written by
@@ -36,7 +38,7 @@ What it does:
    are decoded separately, and a piece that the source spm does not know keeps
    its leading '▁' (then a space) there; the count is printed.
 4. Writes compressed fixtures (gzip, mtime 0: byte-for-byte reproducible):
-     spm/{en,de,fr}.spm.gz                 the trained models (== source.spm / target.spm)
+     spm/{en,de,fr,en_bytes}.spm.gz        the trained models (== source.spm / target.spm)
      {pair}/vocab.json.gz                  as save_pretrained wrote it
      {pair}/tokenizer_config.json          as save_pretrained wrote it
      {pair}/cases.json.gz                  the recorded ids and strings
@@ -58,9 +60,30 @@ import transformers
 from transformers import MarianTokenizer
 
 LANGS = ["en", "de", "fr"]
-PAIRS = [("en", "de"), ("de", "fr"), ("fr", "en")]
+# name -> (training language, SentencePiece options beyond unigram / one thread).
+MODELS = {
+    lang: (lang, dict(vocab_size=8000, hard_vocab_limit=False, normalization_rule_name="nmt_nfkc"))
+    for lang in LANGS
+}
+# A variant that reaches what the Marian-style models do not: byte fallback
+# (unknown characters as <0xXX> pieces; decoding invalid UTF-8 byte runs),
+# user-defined symbols, identity normalization, extra whitespace kept.
+MODELS["en_bytes"] = (
+    "en",
+    dict(
+        vocab_size=1200,
+        hard_vocab_limit=False,
+        normalization_rule_name="identity",
+        byte_fallback=True,
+        remove_extra_whitespaces=False,
+        user_defined_symbols=["<sep>", "dog"],
+        character_coverage=0.98,
+    ),
+)
+PAIRS = [("en", "de"), ("de", "fr"), ("fr", "en"), ("en_bytes", "en_bytes")]
+# The variant's byte-level ids are long: 300 test lines keep its fixture small.
+N_TEST_LINES = {"en_bytes": 300}
 LANG_TOKENS = [">>en<<", ">>de<<", ">>fr<<"]
-VOCAB_SIZE = 8000
 N_ENCODE_TARGET = 200
 N_PREFIXED = 50
 N_RANDOM = 150
@@ -133,7 +156,8 @@ def read_lines(path: str) -> list:
         return f.read().splitlines()
 
 
-def train(lang: str, data: str, work: str) -> str:
+def train(name: str, data: str, work: str) -> str:
+    lang, options = MODELS[name]
     lines = read_lines(os.path.join(data, f"train.{lang}.gz"))
     txt = os.path.join(work, f"train.{lang}.txt")
     with open(txt, "w", encoding="utf-8") as f:
@@ -145,17 +169,15 @@ def train(lang: str, data: str, work: str) -> str:
     try:
         spm.SentencePieceTrainer.train(
             input=os.path.basename(txt),
-            model_prefix=lang,
-            vocab_size=VOCAB_SIZE,
-            hard_vocab_limit=False,
+            model_prefix=name,
             model_type="unigram",
-            normalization_rule_name="nmt_nfkc",
             num_threads=1,
             minloglevel=2,
+            **options,
         )
     finally:
         os.chdir(cwd)
-    return os.path.join(work, lang + ".model")
+    return os.path.join(work, name + ".model")
 
 
 def marian_vocab(src: spm.SentencePieceProcessor, tgt: spm.SentencePieceProcessor) -> dict:
@@ -182,12 +204,15 @@ def main() -> int:
     work = tempfile.mkdtemp(prefix="tok-fixtures-")
     os.makedirs(os.path.join(args.out, "spm"), exist_ok=True)
     models = {}
-    for lang in LANGS:
-        path = train(lang, args.data, work)
-        models[lang] = path
+    for name in MODELS:
+        path = train(name, args.data, work)
+        models[name] = path
         with open(path, "rb") as f:
-            write_gz(os.path.join(args.out, "spm", f"{lang}.spm.gz"), f.read())
-    tests = {lang: read_lines(os.path.join(args.data, f"test_2016_flickr.{lang}.gz")) for lang in LANGS}
+            write_gz(os.path.join(args.out, "spm", f"{name}.spm.gz"), f.read())
+    tests = {
+        name: read_lines(os.path.join(args.data, f"test_2016_flickr.{lang}.gz"))
+        for name, (lang, _) in MODELS.items()
+    }
 
     rng = random.Random(SEED)
     for src, tgt in PAIRS:
@@ -223,7 +248,7 @@ def main() -> int:
         def enc_t(text):
             return tok(text_target=text)["input_ids"]
 
-        lines = tests[src]
+        lines = tests[src][: N_TEST_LINES.get(src)]
         encode_source = [{"text": t, "ids": enc(t), "kind": "test_2016_flickr"} for t in lines]
         code = f">>{tgt}<< "
         encode_source += [{"text": code + t, "ids": enc(code + t), "kind": "prefixed"} for t in lines[:N_PREFIXED]]

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// The three tokenizer directories: every language is once source, once target.
-pub const PAIRS: [&str; 3] = ["en-de", "de-fr", "fr-en"];
+/// The tokenizer directories: every language is once source, once target; and
+/// a byte-fallback / identity-normalization / user-defined-symbols variant.
+pub const PAIRS: [&str; 4] = ["en-de", "de-fr", "fr-en", "en_bytes-en_bytes"];
 
 /// Where the committed fixtures live.
 pub fn fixtures() -> PathBuf {
