@@ -5,6 +5,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Deserialize;
 
@@ -28,14 +29,19 @@ pub fn gunzip(path: &Path) -> Vec<u8> {
 }
 
 /// Writes `pair`'s checkpoint directory (source.spm, target.spm, vocab.json,
-/// tokenizer_config.json) under a directory private to `tag`, so that tests
-/// running in parallel never share files, and returns it.
+/// tokenizer_config.json) into a fresh directory named after `tag` and a
+/// per-process counter, so that tests running in parallel threads never
+/// share (and never see half-written) files, and returns it.
 pub fn materialize(pair: &str, tag: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let (src, tgt) = pair.split_once('-').expect("pair is src-tgt");
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("tokenizer")
-        .join(tag)
+        .join(format!("{tag}-{n}"))
         .join(pair);
+    // Left over from an earlier run: start clean.
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create fixture dir");
     let f = fixtures();
     let write = |name: &str, bytes: Vec<u8>| {
