@@ -24,8 +24,9 @@ What it does:
    `MarianTokenizer.save_pretrained`, so the files are exactly what Hugging Face reads.
 3. Records MarianTokenizer's results:
    - encode_source: `tok(text)["input_ids"]` for EVERY line of test_2016_flickr in the
-     source language, for language-prefixed lines (">>de<< ..."), and for edge cases
-     (empty, whitespace, control characters, emoji, NFKC cases, special-token text).
+     source language, for language-prefixed lines (">>de<< ..."), for edge cases
+     (empty, whitespace, control characters, emoji, NFKC cases, special-token text),
+     and (en-de) for random strings over NFKC-sensitive Unicode blocks.
    - encode_target: `tok(text_target=text)["input_ids"]` for 200 target-language lines.
    - decode_target: `tok.decode(ids, skip_special_tokens=..., use_source_tokenizer=False)`
      for those target ids and for random id sequences over the whole vocabulary.
@@ -88,6 +89,29 @@ N_ENCODE_TARGET = 200
 N_PREFIXED = 50
 N_RANDOM = 150
 SEED = 1234
+# Random strings over characters that stress NFKC (compatibility forms,
+# combining marks, Hangul, ligatures, presentation forms), whitespace and
+# controls, for the en-de pair (the nmt_nfkc charsmap is the same in all
+# three models).
+N_RANDOM_TEXT = {"en": 400}
+RANDOM_TEXT_RANGES = [
+    (0x20, 0x7E), (0x20, 0x7E), (0x20, 0x7E), (0x00, 0x1F), (0x7F, 0xFF),
+    (0x100, 0x24F), (0x300, 0x36F), (0x370, 0x3FF), (0x400, 0x4FF), (0x1100, 0x11FF),
+    (0x1E00, 0x1EFF), (0x2000, 0x206F), (0x2070, 0x209F), (0x2100, 0x218F),
+    (0x2460, 0x24FF), (0x2E80, 0x2EFF), (0x3000, 0x30FF), (0x3130, 0x318F),
+    (0x3200, 0x33FF), (0xAC00, 0xD7A3), (0xE000, 0xE0FF), (0xF900, 0xFAFF),
+    (0xFB00, 0xFB4F), (0xFB50, 0xFDFF), (0xFE00, 0xFE6F), (0xFF00, 0xFFEF),
+    (0xFFF0, 0xFFFF), (0x1D400, 0x1D7FF), (0x1F100, 0x1F1FF), (0x1F300, 0x1F6FF),
+    (0xE0000, 0xE007F),
+]
+
+
+def random_text(rng: random.Random) -> str:
+    out = []
+    for _ in range(rng.randint(0, 24)):
+        lo, hi = rng.choice(RANDOM_TEXT_RANGES)
+        out.append(chr(rng.randint(lo, hi)))
+    return "".join(out)
 
 # Inputs chosen to reach every branch of the normalizer, the lattice and
 # MarianTokenizer's own pre-splitting (special tokens, >>xx<< codes).
@@ -253,6 +277,8 @@ def main() -> int:
         code = f">>{tgt}<< "
         encode_source += [{"text": code + t, "ids": enc(code + t), "kind": "prefixed"} for t in lines[:N_PREFIXED]]
         encode_source += [{"text": t, "ids": enc(t), "kind": "edge"} for t in EDGE_CASES]
+        texts = [random_text(rng) for _ in range(N_RANDOM_TEXT.get(src, 0))]
+        encode_source += [{"text": t, "ids": enc(t), "kind": "random"} for t in texts]
         encode_target = [{"text": t, "ids": enc_t(t)} for t in tests[tgt][:N_ENCODE_TARGET]]
 
         n_vocab = len(tok.encoder)
