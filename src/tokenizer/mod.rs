@@ -502,3 +502,13 @@ mod tests {
         assert_eq!(clean_up_tokenization("is n't"), "isn't");
     }
 }
+
+#[cfg(test)]
+mod thread_tests {
+    /// The lead shares one tokenizer across threads (batch translation).
+    #[test]
+    fn tokenizer_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<super::MarianTokenizer>();
+    }
+}
