@@ -1,1 +1,0 @@
-//! SentencePiece (source.spm / target.spm) + vocab.json, as MarianTokenizer uses them.
