@@ -1,6 +1,9 @@
 //! CASES.md A1, A2 (op level), B2, C1 and D4 on the CPU reference ops, each
 //! with its right value.
 
+// Index loops mirror the formulas of the naive references.
+#![allow(clippy::needless_range_loop)]
+
 mod model_common;
 
 use model_common::{assert_close, Rng};

@@ -4,6 +4,9 @@
 //! LayerNorm gives mean 0 / variance 1; linear equals an f64 triple loop;
 //! plus shape errors.
 
+// Index loops mirror the formulas of the naive references.
+#![allow(clippy::needless_range_loop)]
+
 mod model_common;
 
 use model_common::{assert_close, Rng};
