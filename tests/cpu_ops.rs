@@ -231,6 +231,24 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// A row's output does not depend on the other rows (batch == alone, bit for bit),
+    /// including across the multi-threaded path (m·n·k >= 2^20).
+    #[test]
+    fn linear_rows_are_independent_of_the_batch(m in 2usize..40, n in 1usize..300, k in 1usize..200, big in any::<bool>(), seed in any::<u64>()) {
+        let k = if big { k + 1000 } else { k };
+        let mut rng = Rng::new(seed);
+        let (x, w, b) = (rng.vec(m * k, 1.0), rng.vec(n * k, 1.0), rng.vec(n, 1.0));
+        let all = linear(&x, &w, Some(&b), m, n, k).unwrap();
+        for i in [0, m / 2, m - 1] {
+            let one = linear(&x[i * k..][..k], &w, Some(&b), 1, n, k).unwrap();
+            prop_assert!(one[..] == all[i * n..][..n], "row {} differs between batch and alone", i);
+        }
+    }
+}
+
 #[test]
 fn linear_on_large_odd_shapes() {
     let mut rng = Rng::new(9);

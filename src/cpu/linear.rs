@@ -113,10 +113,6 @@ fn thread_count() -> usize {
 }
 
 /// Columns `j0..j1` of `y = x·wᵀ + b` into `out` (`[m, ldo]`, column `j - j0`).
-///
-/// Loops over blocks of output columns (weight rows, which stay in cache)
-/// and, inside, over every input row: the weights are read from memory once
-/// per call whatever `m` is, which is what decoding (m = a few rows) needs.
 #[allow(clippy::too_many_arguments)] // private kernel over checked slices
 fn gemm_block(
     x: &[f32],
@@ -128,38 +124,188 @@ fn gemm_block(
     j1: usize,
     out: &mut [f32],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx") {
+            // SAFETY: the CPU supports AVX (checked just above), which is
+            // the only requirement of the target_feature function; the
+            // slices were checked by the caller as in the portable path.
+            unsafe { gemm_block_avx(x, w, b, k, ldo, j0, j1, out) };
+            return;
+        }
+    }
+    gemm_block_generic(x, w, b, k, ldo, j0, j1, out);
+}
+
+/// [`gemm_block_generic`] compiled with 8-wide AVX vectors. AVX adds and
+/// multiplies are the same IEEE operations per lane as SSE (Rust never fuses
+/// them into FMA), so results are bit-identical to the portable path.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_block_avx(
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    k: usize,
+    ldo: usize,
+    j0: usize,
+    j1: usize,
+    out: &mut [f32],
+) {
+    gemm_block_generic(x, w, b, k, ldo, j0, j1, out);
+}
+
+/// Input rows per register tile.
+const TILE_ROWS: usize = 4;
+/// Weight rows (output columns) per register tile.
+const TILE_COLS: usize = 2;
+
+/// Loops over blocks of weight rows (which stay in cache) and, inside, over
+/// every input row in register tiles of `TILE_ROWS x TILE_COLS` dot
+/// products: the weights are read from memory once per call whatever `m`
+/// is (decoding has m = a few rows), and each loaded vector is reused
+/// across the tile.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn gemm_block_generic(
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    k: usize,
+    ldo: usize,
+    j0: usize,
+    j1: usize,
+    out: &mut [f32],
+) {
     const COLS: usize = 64; // 64 weight rows of k <= 1024 floats: <= 256 KiB, L2-resident
+    let m = x.len() / k;
+    let bias = |j: usize| b.map_or(0.0, |b| b[j]);
     let mut jb = j0;
     while jb < j1 {
         let je = (jb + COLS).min(j1);
-        for (xr, orow) in x.chunks_exact(k.max(1)).zip(out.chunks_exact_mut(ldo)) {
-            for j in jb..je {
-                let bias = b.map_or(0.0, |b| b[j]);
-                orow[j - j0] = dot(xr, &w[j * k..][..k]) + bias;
+        let mut i = 0;
+        while i < m {
+            let ie = (i + TILE_ROWS).min(m);
+            let mut j = jb;
+            if ie - i == TILE_ROWS {
+                while j + TILE_COLS <= je {
+                    let xs: [&[f32]; TILE_ROWS] = std::array::from_fn(|r| &x[(i + r) * k..][..k]);
+                    let ws: [&[f32]; TILE_COLS] = std::array::from_fn(|c| &w[(j + c) * k..][..k]);
+                    let t = dot_tile(xs, ws);
+                    for (r, tr) in t.iter().enumerate() {
+                        for (c, v) in tr.iter().enumerate() {
+                            out[(i + r) * ldo + j + c - j0] = v + bias(j + c);
+                        }
+                    }
+                    j += TILE_COLS;
+                }
             }
+            // Edges (and short row groups) with the scalar-tile `dot`: same rounding.
+            for jj in j..je {
+                for ii in i..ie {
+                    out[ii * ldo + jj - j0] = dot(&x[ii * k..][..k], &w[jj * k..][..k]) + bias(jj);
+                }
+            }
+            i = ie;
         }
         jb = je;
     }
 }
 
+/// Lanes of each partial-sum vector.
+const LANES: usize = 8;
+
+/// `TILE_ROWS x TILE_COLS` dot products at once; element `(r, c)` is
+/// computed exactly as `dot(xs[r], ws[c])` (same lanes, same order). Written
+/// with zipped `chunks_exact` and one named accumulator per pair so that the
+/// compiler keeps them in vector registers without bounds checks.
+#[inline(always)]
+fn dot_tile(xs: [&[f32]; TILE_ROWS], ws: [&[f32]; TILE_COLS]) -> [[f32; TILE_COLS]; TILE_ROWS] {
+    let k = xs[0].len();
+    let full = k - k % LANES;
+    let z = [0.0f32; LANES];
+    let (mut a00, mut a01, mut a10, mut a11, mut a20, mut a21, mut a30, mut a31) =
+        (z, z, z, z, z, z, z, z);
+    let it = chunks(xs[0], full)
+        .zip(chunks(xs[1], full))
+        .zip(chunks(xs[2], full))
+        .zip(chunks(xs[3], full))
+        .zip(chunks(ws[0], full))
+        .zip(chunks(ws[1], full));
+    for (((((x0, x1), x2), x3), w0), w1) in it {
+        let (x0, x1, x2, x3, w0, w1) = (
+            lanes(x0),
+            lanes(x1),
+            lanes(x2),
+            lanes(x3),
+            lanes(w0),
+            lanes(w1),
+        );
+        for l in 0..LANES {
+            a00[l] += x0[l] * w0[l];
+            a01[l] += x0[l] * w1[l];
+            a10[l] += x1[l] * w0[l];
+            a11[l] += x1[l] * w1[l];
+            a20[l] += x2[l] * w0[l];
+            a21[l] += x2[l] * w1[l];
+            a30[l] += x3[l] * w0[l];
+            a31[l] += x3[l] * w1[l];
+        }
+    }
+    let acc = [[a00, a01], [a10, a11], [a20, a21], [a30, a31]];
+    std::array::from_fn(|r| {
+        std::array::from_fn(|c| {
+            let mut tail = 0.0f32;
+            for q in full..k {
+                tail += xs[r][q] * ws[c][q];
+            }
+            reduce(&acc[r][c]) + tail
+        })
+    })
+}
+
+/// A `chunks_exact(LANES)` item as an array, so that indexing needs no bounds check.
+#[inline(always)]
+fn lanes(c: &[f32]) -> [f32; LANES] {
+    std::array::from_fn(|l| c[l])
+}
+
+/// The first `full` elements of `v` in vectors of `LANES`.
+#[inline(always)]
+fn chunks(v: &[f32], full: usize) -> std::slice::ChunksExact<'_, f32> {
+    v[..full].chunks_exact(LANES)
+}
+
+/// The fixed reduction order of the 8 partial sums.
+#[inline(always)]
+fn reduce(a: &[f32; LANES]) -> f32 {
+    ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]))
+}
+
 /// `Σ a_i·b_i` in f32 with 8 independent partial sums (lane `l` takes the
-/// indices `≡ l mod 8`), reduced in a fixed order: vectorisable, and the
-/// same rounding for a given pair of rows wherever it is computed.
-#[inline]
+/// indices `≡ l mod 8` of the full 8-blocks), reduced in a fixed order, plus
+/// the tail summed in index order: vectorisable, and the same rounding for
+/// a given pair of rows wherever it is computed. `a` and `b` must have the
+/// same length (extra elements of the longer one are ignored).
+#[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ta, tb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
+    let n = a.len().min(b.len());
+    let full = n - n % LANES;
+    let mut acc = [0.0f32; LANES];
+    for (x, y) in a[..full]
+        .chunks_exact(LANES)
+        .zip(b[..full].chunks_exact(LANES))
+    {
+        for l in 0..LANES {
             acc[l] += x[l] * y[l];
         }
     }
     let mut tail = 0.0f32;
-    for (x, y) in ta.iter().zip(tb) {
-        tail += x * y;
+    for q in full..n {
+        tail += a[q] * b[q];
     }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+    reduce(&acc) + tail
 }
 
 /// Checks that a slice holds exactly the product of `shape`.
