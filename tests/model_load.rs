@@ -262,4 +262,14 @@ fn generate_argument_errors_and_empty_batch() {
     let mut bad = gen.clone();
     bad.max_length = 1;
     assert!(invalid(model.generate(&[vec![3, EOS]], &bad)));
+    let mut bad = gen.clone();
+    bad.num_beams = 30; // more beams than the vocabulary has tokens still works
+    bad.max_length = 5;
+    assert_eq!(model.generate(&[vec![3, EOS]], &bad).unwrap()[0].len(), 1);
+    let long = vec![3u32; 65]; // max_position_embeddings is 64
+    assert!(invalid(model.generate(&[long.clone()], &gen)));
+    assert!(matches!(
+        model.encode(&[long]),
+        Err(Error::InvalidArgument { .. })
+    ));
 }
