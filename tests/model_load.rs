@@ -273,3 +273,60 @@ fn generate_argument_errors_and_empty_batch() {
         Err(Error::InvalidArgument { .. })
     ));
 }
+
+#[test]
+fn unshared_and_untied_embeddings_load_from_their_own_tensors() {
+    let tiny = Tiny::default();
+    let shared_t = tiny.random_tensors(8);
+    let shared_dir = tempfile::tempdir().unwrap();
+    write_model(
+        shared_dir.path(),
+        &tiny.config_json(),
+        &shared_t,
+        Dtype::F32,
+    );
+    // The same weights stored as separate encoder / decoder embeddings and an
+    // explicit lm_head must give the same logits.
+    let mut t = shared_t.clone();
+    let e = t.remove("model.shared.weight").unwrap();
+    for name in [
+        "model.encoder.embed_tokens.weight",
+        "model.decoder.embed_tokens.weight",
+        "lm_head.weight",
+    ] {
+        t.insert(name.into(), e.clone());
+    }
+    let mut cfg: serde_json::Value = serde_json::from_str(&tiny.config_json()).unwrap();
+    cfg["share_encoder_decoder_embeddings"] = false.into();
+    cfg["tie_word_embeddings"] = false.into();
+    let dir = tempfile::tempdir().unwrap();
+    write_model(dir.path(), &cfg.to_string(), &t, Dtype::F32);
+    let src = vec![vec![3, 4, 5, EOS]];
+    let dec = vec![vec![tiny.pad(), 7, 8]];
+    let a = MarianModel::load(shared_dir.path())
+        .unwrap()
+        .decoder_logits(&src, &dec)
+        .unwrap();
+    let b = MarianModel::load(dir.path())
+        .unwrap()
+        .decoder_logits(&src, &dec)
+        .unwrap();
+    assert_eq!(a, b);
+    // Untied: a different lm_head changes the logits.
+    t.get_mut("lm_head.weight")
+        .unwrap()
+        .1
+        .iter_mut()
+        .for_each(|v| *v = -*v);
+    write_model(dir.path(), &cfg.to_string(), &t, Dtype::F32);
+    let c = MarianModel::load(dir.path())
+        .unwrap()
+        .decoder_logits(&src, &dec)
+        .unwrap();
+    assert_ne!(a, c);
+    // Without lm_head an untied checkpoint is incomplete.
+    t.remove("lm_head.weight");
+    write_model(dir.path(), &cfg.to_string(), &t, Dtype::F32);
+    let (_, msg) = checkpoint_msg(MarianModel::load(dir.path()));
+    assert!(msg.contains("lm_head.weight [40, 12]"), "{msg}");
+}

@@ -150,3 +150,56 @@ fn dot_gemm_large_m_speed() {
     std::hint::black_box(y);
     println!("dot {m}x{n}x{k}: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
 }
+
+#[test]
+#[ignore = "timing on the Hugging Face fixture checkpoints"]
+fn fixture_generation_speed() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models");
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let model = MarianModel::load(&dir).unwrap();
+        let gen = GenerationConfig::from_model_dir(&dir, model.config()).unwrap();
+        let e: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
+                .unwrap();
+        let srcs: Vec<Vec<u32>> = e["sentences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                s["source_ids"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_u64().unwrap() as u32)
+                    .collect()
+            })
+            .collect();
+        for beams in [1usize, 4] {
+            let mut g = gen.clone();
+            g.num_beams = beams;
+            let reps = 20;
+            let t = Instant::now();
+            for _ in 0..reps {
+                for s in &srcs {
+                    std::hint::black_box(model.generate(std::slice::from_ref(s), &g).unwrap());
+                }
+            }
+            let alone = t.elapsed().as_secs_f64() * 1e3 / (reps * srcs.len()) as f64;
+            let t = Instant::now();
+            for _ in 0..reps {
+                std::hint::black_box(model.generate(&srcs, &g).unwrap());
+            }
+            let batched = t.elapsed().as_secs_f64() * 1e3 / (reps * srcs.len()) as f64;
+            println!(
+                "{}: beams {beams}: {alone:.2} ms per sentence alone, {batched:.2} ms per sentence in a batch of {}",
+                dir.file_name().unwrap().to_string_lossy(),
+                srcs.len()
+            );
+        }
+    }
+}
