@@ -148,7 +148,10 @@ fn dot_gemm_large_m_speed() {
         }
     }
     std::hint::black_box(y);
-    println!("plain single-thread dot loop {m}x{n}x{k}: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "plain single-thread dot loop {m}x{n}x{k}: {:.1} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
 }
 
 #[test]
