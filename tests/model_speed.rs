@@ -131,7 +131,7 @@ fn dot_gemm_large_m_speed() {
     let t = Instant::now();
     std::hint::black_box(linear(&x, &w, None, m, n, k).unwrap());
     println!(
-        "sgemm {m}x{n}x{k}: {:.1} ms",
+        "cpu::linear::linear {m}x{n}x{k}: {:.1} ms",
         t.elapsed().as_secs_f64() * 1e3
     );
     let t = Instant::now();
