@@ -1,0 +1,63 @@
+//! FFN activations by the names Hugging Face configs use for them
+//! (`activation_function` in config.json, resolved by `transformers.activations.ACT2FN`).
+
+use crate::error::{Error, Result};
+
+/// An element-wise activation of the feed-forward sublayer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Activation {
+    /// `max(x, 0)` (`"relu"`).
+    Relu,
+    /// Exact GELU, `x · Φ(x) = 0.5·x·(1 + erf(x/√2))` (`"gelu"`, PyTorch default).
+    Gelu,
+    /// Tanh approximation of GELU,
+    /// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))` (`"gelu_new"`, `"gelu_pytorch_tanh"`, `"gelu_fast"`).
+    GeluTanh,
+    /// SiLU / swish, `x · sigmoid(x)` (`"swish"`, `"silu"`; opus-mt uses it).
+    Swish,
+}
+
+impl Activation {
+    /// Parses the `activation_function` string of a Hugging Face config.
+    ///
+    /// Errors: [`Error::InvalidArgument`] for a name this crate does not implement.
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name {
+            "relu" => Ok(Activation::Relu),
+            "gelu" => Ok(Activation::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Activation::GeluTanh),
+            "swish" | "silu" => Ok(Activation::Swish),
+            other => Err(Error::invalid(
+                "activation",
+                format!("unsupported activation_function {other:?}; expected relu, gelu, gelu_new, swish or silu"),
+            )),
+        }
+    }
+
+    /// The activation of one value, computed in f64 and rounded to f32.
+    pub fn eval(self, x: f32) -> f32 {
+        let x = f64::from(x);
+        let y = match self {
+            Activation::Relu => x.max(0.0),
+            Activation::Gelu => 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2)),
+            Activation::GeluTanh => {
+                let c = (2.0 / std::f64::consts::PI).sqrt();
+                0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
+            }
+            Activation::Swish => x / (1.0 + (-x).exp()),
+        };
+        y as f32
+    }
+}
+
+/// Applies `act` element-wise, returning a new vector of the same length.
+pub fn apply(act: Activation, x: &[f32]) -> Vec<f32> {
+    x.iter().map(|&v| act.eval(v)).collect()
+}
+
+/// Applies `act` element-wise in place.
+pub fn apply_in_place(act: Activation, x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v = act.eval(*v);
+    }
+}

@@ -1,0 +1,260 @@
+//! [`Cpu`]: the reference backend. Tensors are host `Vec<f32>` with a shape;
+//! every op is the plain reference function of its file in `cpu/`.
+
+use crate::cpu::activation::{apply_in_place, Activation};
+use crate::cpu::attention::{attention_bshd, AttentionDims, AttentionMask};
+use crate::cpu::linear::{check_len, linear_into};
+use crate::cpu::{embedding, layer_norm, softmax};
+use crate::error::{fmt_shape, Error, Result};
+use crate::model::backend::{AttnMask, Backend};
+
+/// The CPU reference backend (f32, host memory).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cpu;
+
+/// A host tensor: row-major f32 data and its shape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CpuTensor {
+    shape: Vec<usize>,
+    data: Vec<f32>,
+}
+
+impl CpuTensor {
+    /// Wraps `data` as a tensor of `shape`. Errors: [`Error::Shape`] if the
+    /// element count differs from the product of `shape`.
+    pub fn new(data: Vec<f32>, shape: &[usize]) -> Result<Self> {
+        check_len("tensor", "data", data.len(), shape)?;
+        Ok(CpuTensor {
+            shape: shape.to_vec(),
+            data,
+        })
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The elements, row-major.
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// Consumes the tensor, returning its elements.
+    pub fn into_data(self) -> Vec<f32> {
+        self.data
+    }
+
+    /// Size of the last dimension (1 for a scalar).
+    fn last_dim(&self) -> usize {
+        self.shape.last().copied().unwrap_or(1)
+    }
+
+    /// `(rows, seq, width)` of a 3-D tensor.
+    fn dims3(&self, op: &'static str) -> Result<(usize, usize, usize)> {
+        match self.shape[..] {
+            [r, s, w] => Ok((r, s, w)),
+            _ => Err(Error::shape(
+                op,
+                "[rows, seq, width]",
+                fmt_shape(&self.shape),
+            )),
+        }
+    }
+}
+
+impl Backend for Cpu {
+    type Tensor = CpuTensor;
+
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn upload(&self, data: Vec<f32>, shape: &[usize]) -> Result<CpuTensor> {
+        CpuTensor::new(data, shape)
+    }
+
+    fn download(&self, t: &CpuTensor) -> Result<Vec<f32>> {
+        Ok(t.data.clone())
+    }
+
+    fn shape<'t>(&self, t: &'t CpuTensor) -> &'t [usize] {
+        &t.shape
+    }
+
+    fn embed(
+        &self,
+        ids: &[u32],
+        rows: usize,
+        seq: usize,
+        table: &CpuTensor,
+        scale: f32,
+        start: usize,
+    ) -> Result<CpuTensor> {
+        let [vocab, d] = table.shape[..] else {
+            return Err(Error::shape(
+                "embedding",
+                "table [vocab, d_model]",
+                fmt_shape(&table.shape),
+            ));
+        };
+        let data = embedding::embed(ids, rows, seq, &table.data, vocab, d, scale, start)?;
+        CpuTensor::new(data, &[rows, seq, d])
+    }
+
+    fn linear(
+        &self,
+        x: &CpuTensor,
+        w: &CpuTensor,
+        b: Option<&CpuTensor>,
+        act: Option<Activation>,
+    ) -> Result<CpuTensor> {
+        let [n, k] = w.shape[..] else {
+            return Err(Error::shape("linear", "w [n, k]", fmt_shape(&w.shape)));
+        };
+        if x.last_dim() != k || x.shape.is_empty() {
+            return Err(Error::shape(
+                "linear",
+                format!("x [.., {k}]"),
+                fmt_shape(&x.shape),
+            ));
+        }
+        let m = x.data.len() / k.max(1);
+        let mut y = vec![0.0f32; m * n];
+        linear_into(
+            &x.data,
+            &w.data,
+            b.map(|b| b.data.as_slice()),
+            m,
+            n,
+            k,
+            &mut y,
+        )?;
+        if let Some(act) = act {
+            apply_in_place(act, &mut y);
+        }
+        let mut shape = x.shape.clone();
+        if let Some(last) = shape.last_mut() {
+            *last = n;
+        }
+        CpuTensor::new(y, &shape)
+    }
+
+    fn attention(
+        &self,
+        q: &CpuTensor,
+        k: &CpuTensor,
+        v: &CpuTensor,
+        k_len: usize,
+        heads: usize,
+        scale: f32,
+        mask: AttnMask<'_>,
+    ) -> Result<CpuTensor> {
+        let (rows, q_len, d) = q.dims3("attention")?;
+        let (_, k_cap, _) = k.dims3("attention")?;
+        if heads == 0 || d % heads != 0 {
+            return Err(Error::invalid(
+                "attention",
+                format!("d_model {d} not divisible by heads {heads}"),
+            ));
+        }
+        let dims = AttentionDims {
+            batch: rows,
+            heads,
+            q_len,
+            k_len,
+            head_dim: d / heads,
+        };
+        let m = AttentionMask {
+            key_lengths: mask.key_lengths,
+            causal: mask.causal,
+            ..Default::default()
+        };
+        let out = attention_bshd(&q.data, &k.data, &v.data, dims, k_cap, scale, &m)?;
+        CpuTensor::new(out, &q.shape)
+    }
+
+    fn residual_layer_norm(
+        &self,
+        x: &CpuTensor,
+        residual: &CpuTensor,
+        gamma: &CpuTensor,
+        beta: &CpuTensor,
+        eps: f32,
+    ) -> Result<CpuTensor> {
+        if x.shape != residual.shape {
+            return Err(Error::shape(
+                "layer_norm",
+                fmt_shape(&x.shape),
+                fmt_shape(&residual.shape),
+            ));
+        }
+        let y = layer_norm::residual_layer_norm(
+            &x.data,
+            Some(&residual.data),
+            &gamma.data,
+            &beta.data,
+            x.last_dim(),
+            eps,
+        )?;
+        CpuTensor::new(y, &x.shape)
+    }
+
+    fn log_softmax(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        let cols = x.last_dim();
+        let rows = x.data.len().checked_div(cols).unwrap_or(0);
+        let y = softmax::log_softmax_rows(&x.data, rows, cols)?;
+        CpuTensor::new(y, &x.shape)
+    }
+
+    fn kv_alloc(&self, rows: usize, cap: usize, width: usize) -> Result<CpuTensor> {
+        CpuTensor::new(vec![0.0; rows * cap * width], &[rows, cap, width])
+    }
+
+    fn kv_write(&self, cache: &mut CpuTensor, new: &CpuTensor, at: usize) -> Result<()> {
+        let (rows, cap, w) = cache.dims3("kv_write")?;
+        let (n_rows, t, n_w) = new.dims3("kv_write")?;
+        if n_rows != rows || n_w != w || at + t > cap {
+            return Err(Error::shape(
+                "kv_write",
+                format!("new [{rows}, <= {}, {w}]", cap.saturating_sub(at)),
+                fmt_shape(&new.shape),
+            ));
+        }
+        for r in 0..rows {
+            let dst = &mut cache.data[(r * cap + at) * w..][..t * w];
+            dst.copy_from_slice(&new.data[r * t * w..][..t * w]);
+        }
+        Ok(())
+    }
+
+    fn kv_gather(
+        &self,
+        cache: &CpuTensor,
+        rows: &[usize],
+        len: usize,
+        cap: usize,
+    ) -> Result<CpuTensor> {
+        let (n, old_cap, w) = cache.dims3("kv_gather")?;
+        if len > old_cap || len > cap {
+            return Err(Error::shape(
+                "kv_gather",
+                format!("len <= {}", old_cap.min(cap)),
+                format!("len {len}"),
+            ));
+        }
+        if let Some(&bad) = rows.iter().find(|&&r| r >= n) {
+            return Err(Error::invalid(
+                "kv_gather",
+                format!("row {bad} >= rows {n}"),
+            ));
+        }
+        let mut out = vec![0.0f32; rows.len() * cap * w];
+        if cap * w > 0 {
+            for (dst, &r) in out.chunks_exact_mut(cap * w).zip(rows) {
+                dst[..len * w].copy_from_slice(&cache.data[r * old_cap * w..][..len * w]);
+            }
+        }
+        CpuTensor::new(out, &[rows.len(), cap, w])
+    }
+}

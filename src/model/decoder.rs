@@ -1,0 +1,247 @@
+//! The decoder: embedding + positions continuing from the cache length, then
+//! post-LN layers `x = LN(x + CausalSelfAttn(x)); x = LN(x + CrossAttn(x,
+//! memory)); x = LN(x + FFN(x))`, then `logits = x·lm_headᵀ + final_logits_bias`.
+//!
+//! Self-attention keys and values go to the [`KvCache`]; cross-attention keys
+//! and values are computed once per source from the encoder output and
+//! expanded to the decoder rows (sentences × beams).
+
+use crate::error::{Error, Result};
+use crate::model::backend::{AttnMask, Backend};
+use crate::model::encoder::EncoderOutput;
+use crate::model::kv_cache::KvCache;
+use crate::model::marian::MarianModel;
+
+/// Everything the decoder keeps between steps for a batch of rows.
+pub struct DecoderState<T> {
+    /// Self-attention keys / values of the decoded positions.
+    pub cache: KvCache<T>,
+    /// Per layer, cross-attention keys `[rows, src_len, d_model]`.
+    cross_k: Vec<T>,
+    /// Per layer, cross-attention values `[rows, src_len, d_model]`.
+    cross_v: Vec<T>,
+    /// Real source tokens of each row (key padding of cross-attention).
+    src_lengths: Vec<usize>,
+    /// For each row, the index of its source in the encoder batch.
+    row_source: Vec<usize>,
+    /// Padded source length.
+    src_len: usize,
+}
+
+impl<T> DecoderState<T> {
+    /// Decoder rows.
+    pub fn rows(&self) -> usize {
+        self.row_source.len()
+    }
+
+    /// For each row, the index of its source in the encoded batch.
+    pub fn row_source(&self) -> &[usize] {
+        &self.row_source
+    }
+}
+
+impl<B: Backend> MarianModel<B> {
+    /// Starts decoding: row `r` decodes source `row_source[r]` of `enc`
+    /// (e.g. `[0,0,0,0,1,1,1,1]` for 2 sources × 4 beams). Cross-attention
+    /// keys and values are computed once per source and expanded to the rows.
+    /// `capacity` is the number of positions to reserve in the KV cache.
+    ///
+    /// Errors: [`Error::InvalidArgument`] if a `row_source` entry is not a source of `enc`.
+    pub fn start_decoder(
+        &self,
+        enc: &EncoderOutput<B::Tensor>,
+        row_source: &[usize],
+        capacity: usize,
+    ) -> Result<DecoderState<B::Tensor>> {
+        if let Some(&bad) = row_source.iter().find(|&&s| s >= enc.lengths.len()) {
+            return Err(Error::invalid(
+                "start_decoder",
+                format!("row source {bad} >= batch {}", enc.lengths.len()),
+            ));
+        }
+        let b = &self.backend;
+        let identity = row_source.len() == enc.lengths.len()
+            && row_source.iter().enumerate().all(|(i, &s)| i == s);
+        let mut cross_k = Vec::with_capacity(self.weights.decoder.len());
+        let mut cross_v = Vec::with_capacity(self.weights.decoder.len());
+        for layer in &self.weights.decoder {
+            let w = &layer.encoder_attn;
+            let mut k = self.proj(&enc.hidden, &w.k, None)?;
+            let mut v = self.proj(&enc.hidden, &w.v, None)?;
+            if !identity {
+                k = b.kv_gather(&k, row_source, enc.src_len, enc.src_len)?;
+                v = b.kv_gather(&v, row_source, enc.src_len, enc.src_len)?;
+            }
+            cross_k.push(k);
+            cross_v.push(v);
+        }
+        let cache = KvCache::new(
+            b,
+            self.weights.decoder.len(),
+            row_source.len(),
+            capacity,
+            self.config.d_model,
+        )?;
+        Ok(DecoderState {
+            cache,
+            cross_k,
+            cross_v,
+            src_lengths: row_source.iter().map(|&s| enc.lengths[s]).collect(),
+            row_source: row_source.to_vec(),
+            src_len: enc.src_len,
+        })
+    }
+
+    /// Decodes `t` new tokens per row (`ids` is `[rows, t]`) at positions
+    /// `cache.len() ..`, appending to the KV cache. Returns the logits
+    /// `[rows, t, target_vocab]` (with `final_logits_bias`).
+    ///
+    /// Errors: [`Error::Shape`] if `ids.len() != rows * t`; an id past the vocabulary.
+    pub fn decode_step(
+        &self,
+        state: &mut DecoderState<B::Tensor>,
+        ids: &[u32],
+        t: usize,
+    ) -> Result<B::Tensor> {
+        let rows = state.rows();
+        if ids.len() != rows * t {
+            return Err(Error::shape(
+                "decode_step",
+                format!("ids [{rows}, {t}]"),
+                format!("{} ids", ids.len()),
+            ));
+        }
+        let cfg = &self.config;
+        let b = &self.backend;
+        let start = state.cache.len();
+        state.cache.reserve(b, t)?;
+        let heads = cfg.decoder_attention_heads;
+        let mut h = b.embed(
+            ids,
+            rows,
+            t,
+            &self.weights.decoder_embed,
+            cfg.embed_scale(),
+            start,
+        )?;
+        let self_mask = AttnMask {
+            key_lengths: None,
+            causal: true,
+        };
+        let cross_mask = AttnMask {
+            key_lengths: Some(&state.src_lengths),
+            causal: false,
+        };
+        for (l, layer) in self.weights.decoder.iter().enumerate() {
+            let w = &layer.self_attn;
+            let q = self.proj(&h, &w.q, None)?;
+            let k = self.proj(&h, &w.k, None)?;
+            let v = self.proj(&h, &w.v, None)?;
+            state.cache.write(b, l, &k, &v)?;
+            let a = self.attend(
+                w,
+                &q,
+                &state.cache.k[l],
+                &state.cache.v[l],
+                start + t,
+                heads,
+                self_mask,
+            )?;
+            h = self.add_norm(&a, &h, &layer.self_attn_layer_norm)?;
+            let w = &layer.encoder_attn;
+            let q = self.proj(&h, &w.q, None)?;
+            let a = self.attend(
+                w,
+                &q,
+                &state.cross_k[l],
+                &state.cross_v[l],
+                state.src_len,
+                heads,
+                cross_mask,
+            )?;
+            h = self.add_norm(&a, &h, &layer.encoder_attn_layer_norm)?;
+            let f = self.ffn(&h, &layer.ffn)?;
+            h = self.add_norm(&f, &h, &layer.final_layer_norm)?;
+        }
+        state.cache.advance(t);
+        b.linear(
+            &h,
+            &self.weights.lm_head,
+            Some(&self.weights.final_logits_bias),
+            None,
+        )
+    }
+
+    /// Keeps rows `rows` of the state, in that order: beam reorder by the
+    /// surviving indices, or dropping finished sentences. Cross-attention
+    /// memory is gathered only when the row → source map changes.
+    pub fn reorder_rows(&self, state: &mut DecoderState<B::Tensor>, rows: &[usize]) -> Result<()> {
+        let n = state.rows();
+        if let Some(&bad) = rows.iter().find(|&&r| r >= n) {
+            return Err(Error::invalid(
+                "reorder_rows",
+                format!("row {bad} >= rows {n}"),
+            ));
+        }
+        let b = &self.backend;
+        state.cache.reorder(b, rows)?;
+        let new_source: Vec<usize> = rows.iter().map(|&r| state.row_source[r]).collect();
+        if new_source != state.row_source {
+            for t in state.cross_k.iter_mut().chain(state.cross_v.iter_mut()) {
+                *t = b.kv_gather(t, rows, state.src_len, state.src_len)?;
+            }
+            state.src_lengths = rows.iter().map(|&r| state.src_lengths[r]).collect();
+            state.row_source = new_source;
+        }
+        Ok(())
+    }
+
+    /// Teacher-forced logits: for each pair, the decoder reads
+    /// `decoder_inputs[i]` (starting with `decoder_start_token_id`) in one
+    /// causal pass over source `sources[i]`. Returns, per pair,
+    /// `[decoder_inputs[i].len(), target_vocab]` logits on the host (as
+    /// Hugging Face `MarianMTModel(input_ids, decoder_input_ids).logits`).
+    /// Right padding of the decoder inputs is harmless: a causal query never
+    /// sees a later (padded) key.
+    ///
+    /// Errors: [`Error::InvalidArgument`] if the counts differ or a sequence is empty.
+    pub fn decoder_logits(
+        &self,
+        sources: &[Vec<u32>],
+        decoder_inputs: &[Vec<u32>],
+    ) -> Result<Vec<Vec<f32>>> {
+        if sources.len() != decoder_inputs.len() {
+            return Err(Error::invalid(
+                "decoder_logits",
+                format!(
+                    "{} sources but {} decoder inputs",
+                    sources.len(),
+                    decoder_inputs.len()
+                ),
+            ));
+        }
+        if decoder_inputs.iter().any(Vec::is_empty) {
+            return Err(Error::invalid("decoder_logits", "empty decoder input"));
+        }
+        if sources.is_empty() {
+            return Ok(Vec::new());
+        }
+        let enc = self.encode(sources)?;
+        let rows: Vec<usize> = (0..sources.len()).collect();
+        let t = decoder_inputs.iter().map(Vec::len).max().unwrap_or(0);
+        let mut state = self.start_decoder(&enc, &rows, t)?;
+        let mut ids = vec![self.config.pad_token_id; rows.len() * t];
+        for (dst, s) in ids.chunks_exact_mut(t).zip(decoder_inputs) {
+            dst[..s.len()].copy_from_slice(s);
+        }
+        let logits = self
+            .backend
+            .download(&self.decode_step(&mut state, &ids, t)?)?;
+        let vocab = self.config.target_vocab_size();
+        Ok(decoder_inputs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| logits[i * t * vocab..][..s.len() * vocab].to_vec())
+            .collect())
+    }
+}

@@ -1,0 +1,85 @@
+//! The encoder: token embedding (× sqrt(d_model) when `scale_embedding`) +
+//! sinusoidal positions, then post-LN layers
+//! `x = LN(x + SelfAttn(x)); x = LN(x + FFN(x))`, with padded keys masked.
+
+use crate::error::{Error, Result};
+use crate::model::backend::{AttnMask, Backend};
+use crate::model::marian::MarianModel;
+
+/// The encoder's output for a right-padded batch of sources.
+pub struct EncoderOutput<T> {
+    /// `[batch, src_len, d_model]`; positions at `>= lengths[b]` are padding.
+    pub hidden: T,
+    /// Real tokens per source.
+    pub lengths: Vec<usize>,
+    /// Padded length (the longest source).
+    pub src_len: usize,
+}
+
+impl<B: Backend> MarianModel<B> {
+    /// Encodes a batch of sources (ids including the trailing EOS), right
+    /// padded with `pad_token_id`.
+    ///
+    /// Errors: [`Error::InvalidArgument`] for an empty source or an id past
+    /// the vocabulary.
+    pub fn encode(&self, sources: &[Vec<u32>]) -> Result<EncoderOutput<B::Tensor>> {
+        let cfg = &self.config;
+        if let Some(i) = sources.iter().position(Vec::is_empty) {
+            return Err(Error::invalid(
+                "encode",
+                format!("source {i} is empty (it needs at least the EOS token)"),
+            ));
+        }
+        let lengths: Vec<usize> = sources.iter().map(Vec::len).collect();
+        let src_len = lengths.iter().copied().max().unwrap_or(0);
+        let rows = sources.len();
+        let mut ids = vec![cfg.pad_token_id; rows * src_len];
+        for (dst, s) in ids.chunks_exact_mut(src_len.max(1)).zip(sources) {
+            dst[..s.len()].copy_from_slice(s);
+        }
+        let b = &self.backend;
+        let mut h = b.embed(
+            &ids,
+            rows,
+            src_len,
+            &self.weights.encoder_embed,
+            cfg.embed_scale(),
+            0,
+        )?;
+        let heads = cfg.encoder_attention_heads;
+        let mask = AttnMask {
+            key_lengths: Some(&lengths),
+            causal: false,
+        };
+        for layer in &self.weights.encoder {
+            let w = &layer.self_attn;
+            let q = self.proj(&h, &w.q, None)?;
+            let k = self.proj(&h, &w.k, None)?;
+            let v = self.proj(&h, &w.v, None)?;
+            let a = self.attend(w, &q, &k, &v, src_len, heads, mask)?;
+            h = self.add_norm(&a, &h, &layer.self_attn_layer_norm)?;
+            let f = self.ffn(&h, &layer.ffn)?;
+            h = self.add_norm(&f, &h, &layer.final_layer_norm)?;
+        }
+        Ok(EncoderOutput {
+            hidden: h,
+            lengths,
+            src_len,
+        })
+    }
+
+    /// The encoder's last hidden states per source on the host, `[len, d_model]`
+    /// each (real positions only), for parity tests against Hugging Face's
+    /// `encoder_last_hidden_state`.
+    pub fn encoder_hidden_states(&self, sources: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        let enc = self.encode(sources)?;
+        let all = self.backend.download(&enc.hidden)?;
+        let d = self.config.d_model;
+        Ok(enc
+            .lengths
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| all[i * enc.src_len * d..][..len * d].to_vec())
+            .collect())
+    }
+}

@@ -1,0 +1,252 @@
+//! Beam search with Hugging Face transformers 5.x `_beam_search` semantics
+//! (`generation/utils.py`: `_get_top_k_continuations`,
+//! `_get_running_beams_for_next_iteration`, `_update_finished_beams`,
+//! `_check_early_stop_heuristic`), per source:
+//!
+//! 1. scores = log_softmax(logits) over the full vocabulary, then the logits
+//!    processors, plus each beam's running score (f32); beams 1.. start at -1e9.
+//! 2. The top `K = max(2, 1 + n_eos) · num_beams` of `num_beams · vocab`.
+//! 3. A candidate hits a stopping criterion if its token is EOS or the
+//!    sequence reaches max_length. The best `num_beams` candidates that did
+//!    not hit one (others get -1e9 added) continue.
+//! 4. Candidates among the first `num_beams` of the top K that hit one are
+//!    finished with score `sum_logprobs / generated_len^length_penalty`,
+//!    unless the source is already done (all beams finished with
+//!    early_stopping=True, or the heuristic said no improvement is possible);
+//!    the best `num_beams` finished hypotheses are kept.
+//! 5. The heuristic: the best running score at the current generated length
+//!    (max_length - 1 for early_stopping="never" with length_penalty > 0)
+//!    cannot beat the worst finished score once all beams are finished.
+//!
+//! A source stops when the heuristic is satisfied, when all its beams are
+//! finished and early_stopping=True, or at max_length; stopped sources leave
+//! the batch (in Hugging Face they keep running with frozen results, so the
+//! outcome is the same). The self-attention KV cache is reordered by the
+//! surviving beams' parent rows each step.
+
+use std::cmp::Ordering;
+
+use crate::error::Result;
+use crate::model::backend::Backend;
+use crate::model::encoder::EncoderOutput;
+use crate::model::generation::{EarlyStopping, GenerationConfig};
+use crate::model::marian::MarianModel;
+use crate::model::search::processors::Processors;
+use crate::model::search::Hypothesis;
+
+/// Hugging Face's "very large negative" score for unusable beams.
+const NEG_LARGE: f32 = -1.0e9;
+
+/// One finished-hypothesis slot (`sequences` / `beam_scores` / `is_sent_finished`).
+#[derive(Clone)]
+struct Slot {
+    score: f32,
+    ids: Vec<u32>,
+    finished: bool,
+}
+
+/// The beam state of one source.
+struct Item {
+    /// Running sequences (start token included), `num_beams` of them.
+    running: Vec<Vec<u32>>,
+    running_scores: Vec<f32>,
+    slots: Vec<Slot>,
+    heuristic_unsatisfied: bool,
+}
+
+/// A top-K candidate: accumulated score, parent beam, token.
+#[derive(Clone, Copy)]
+struct Cand {
+    score: f32,
+    beam: usize,
+    token: u32,
+}
+
+/// `(len as f64)^lp` as the f32 divisor Hugging Face's tensor ops use.
+fn len_penalty(len: usize, lp: f32) -> f32 {
+    (len as f64).powf(f64::from(lp)) as f32
+}
+
+/// Descending by score; ties keep the lower flat index first.
+fn top_k(scores: &[f32], rows: usize, vocab: usize, k: usize) -> Vec<Cand> {
+    let mut best: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
+    for (flat, &s) in scores[..rows * vocab].iter().enumerate() {
+        if best.len() == k {
+            match best.last() {
+                Some(&(worst, _)) if s.total_cmp(&worst) != Ordering::Greater => continue,
+                _ => {}
+            }
+        }
+        // Insert after every entry that is >= s (stable for ties).
+        let pos = best.partition_point(|&(b, _)| b.total_cmp(&s) != Ordering::Less);
+        best.insert(pos, (s, flat));
+        best.truncate(k);
+    }
+    best.into_iter()
+        .map(|(score, flat)| Cand {
+            score,
+            beam: flat / vocab,
+            token: (flat % vocab) as u32,
+        })
+        .collect()
+}
+
+pub(crate) fn beam_search<B: Backend>(
+    model: &MarianModel<B>,
+    enc: &EncoderOutput<B::Tensor>,
+    gen: &GenerationConfig,
+    cap: usize,
+) -> Result<Vec<Vec<Hypothesis>>> {
+    let n = enc.lengths.len();
+    let k = gen.num_beams;
+    let vocab = model.config.target_vocab_size();
+    let proc = Processors::new(gen);
+    let max_length = proc.max_length();
+    let lp = gen.length_penalty;
+    let start = gen.decoder_start_token_id;
+    let keep_k = (1 + gen.eos_token_id.len()).max(2) * k;
+
+    let mut items: Vec<Item> = (0..n)
+        .map(|_| Item {
+            running: vec![vec![start]; k],
+            running_scores: (0..k)
+                .map(|j| if j == 0 { 0.0 } else { NEG_LARGE })
+                .collect(),
+            slots: vec![
+                Slot {
+                    score: NEG_LARGE,
+                    ids: Vec::new(),
+                    finished: false
+                };
+                k
+            ],
+            heuristic_unsatisfied: true,
+        })
+        .collect();
+    let mut active: Vec<usize> = (0..n).collect();
+    let row_source: Vec<usize> = (0..n).flat_map(|i| std::iter::repeat_n(i, k)).collect();
+    let mut state = model.start_decoder(enc, &row_source, cap)?;
+    let mut ids = vec![start; n * k];
+    let mut cur_len = 1usize; // sequence length including the start token
+    let mut scores = Vec::new();
+
+    while !active.is_empty() {
+        let logits = model.decode_step(&mut state, &ids, 1)?;
+        let log_probs = model
+            .backend
+            .download(&model.backend.log_softmax(&logits)?)?;
+        let mut next_active = Vec::with_capacity(active.len());
+        let mut parent_rows = Vec::with_capacity(active.len() * k);
+        for (a, &item_idx) in active.iter().enumerate() {
+            let item = &mut items[item_idx];
+            scores.clear();
+            scores.extend_from_slice(&log_probs[a * k * vocab..][..k * vocab]);
+            for (j, row) in scores.chunks_exact_mut(vocab).enumerate() {
+                proc.apply(&item.running[j], row);
+                let rs = item.running_scores[j];
+                for s in row.iter_mut() {
+                    *s += rs;
+                }
+            }
+            let cands = top_k(&scores, k, vocab, keep_k);
+            let hits: Vec<bool> = cands
+                .iter()
+                .map(|c| proc.is_eos(c.token) || cur_len + 1 >= max_length)
+                .collect();
+
+            // Finished hypotheses (uses the heuristic flag of the previous step).
+            let all_finished = item.slots.iter().all(|s| s.finished);
+            let frozen = (all_finished && gen.early_stopping == EarlyStopping::WhenFull)
+                || !item.heuristic_unsatisfied;
+            if !frozen {
+                let denom = len_penalty(cur_len, lp); // generated length incl. the new token
+                let mut merged = item.slots.clone();
+                for (c, _) in cands.iter().zip(&hits).take(k).filter(|(_, &h)| h) {
+                    let mut seq = item.running[c.beam].clone();
+                    seq.push(c.token);
+                    merged.push(Slot {
+                        score: c.score / denom,
+                        ids: seq,
+                        finished: true,
+                    });
+                }
+                // Stable: ties keep existing slots, then candidates in top-K order.
+                merged.sort_by(|x, y| y.score.total_cmp(&x.score));
+                merged.truncate(k);
+                item.slots = merged;
+            }
+
+            // Running beams for the next step.
+            let mut ranked: Vec<(f32, usize)> = cands
+                .iter()
+                .zip(&hits)
+                .enumerate()
+                .map(|(j, (c, &h))| (if h { c.score + NEG_LARGE } else { c.score }, j))
+                .collect();
+            ranked.sort_by(|x, y| y.0.total_cmp(&x.0));
+            ranked.truncate(k);
+            let new_running: Vec<Vec<u32>> = ranked
+                .iter()
+                .map(|&(_, j)| {
+                    let mut s = item.running[cands[j].beam].clone();
+                    s.push(cands[j].token);
+                    s
+                })
+                .collect();
+            item.running_scores = ranked.iter().map(|&(s, _)| s).collect();
+            let parents: Vec<usize> = ranked.iter().map(|&(_, j)| a * k + cands[j].beam).collect();
+            item.running = new_running;
+
+            // Heuristic with the new length.
+            let gen_len = if gen.early_stopping == EarlyStopping::Never && lp > 0.0 {
+                max_length - 1
+            } else {
+                cur_len
+            };
+            let best_running = item.running_scores[0] / len_penalty(gen_len, lp);
+            let min_slot = item
+                .slots
+                .iter()
+                .map(|s| s.score)
+                .fold(f32::INFINITY, f32::min);
+            let can_improve = item
+                .slots
+                .iter()
+                .any(|s| best_running > if s.finished { min_slot } else { NEG_LARGE });
+            item.heuristic_unsatisfied &= can_improve;
+
+            let all_finished = item.slots.iter().all(|s| s.finished);
+            let done = !item.heuristic_unsatisfied
+                || (all_finished && gen.early_stopping == EarlyStopping::WhenFull)
+                || hits.iter().all(|&h| h);
+            if !done {
+                next_active.push(item_idx);
+                parent_rows.extend(parents);
+            }
+        }
+        cur_len += 1;
+        active = next_active;
+        if active.is_empty() {
+            break;
+        }
+        model.reorder_rows(&mut state, &parent_rows)?;
+        ids = active
+            .iter()
+            .flat_map(|&i| items[i].running.iter().map(|s| *s.last().unwrap_or(&start)))
+            .collect();
+    }
+
+    Ok(items
+        .into_iter()
+        .map(|item| {
+            item.slots
+                .into_iter()
+                .take(gen.num_return_sequences)
+                .map(|s| Hypothesis {
+                    ids: s.ids.get(1..).map(<[u32]>::to_vec).unwrap_or_default(),
+                    score: s.score,
+                })
+                .collect()
+        })
+        .collect())
+}

@@ -1,0 +1,414 @@
+//! `model.safetensors` of a Marian checkpoint: read (f32, f16 or bf16,
+//! converted to f32), checked against `config.json`, and handed to a backend.
+//!
+//! Tensor names and shapes are Hugging Face `MarianMTModel`'s
+//! (`model.encoder.layers.N.self_attn.q_proj.weight` `[d_model, d_model]`, ...;
+//! linear weights `[out_features, in_features]`). Every expected tensor is
+//! checked before use; missing, unexpected, mis-shaped or mis-typed tensors
+//! are reported together in one [`Error::Checkpoint`].
+//!
+//! Optional tensors, as Hugging Face treats them: `final_logits_bias`
+//! (zeros when absent), the sinusoidal tables `model.{encoder,decoder}.embed_positions.weight`
+//! (accepted when their shape fits, never used: positions are computed), and
+//! the tied copies `model.encoder.embed_tokens.weight`,
+//! `model.decoder.embed_tokens.weight`, `lm_head.weight` (accepted when their
+//! shape fits; the tie makes `model.shared.weight` the one used).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use safetensors::{Dtype, SafeTensors};
+
+use crate::error::{fmt_shape, Error, Result};
+use crate::model::backend::Backend;
+use crate::model::config::ModelConfig;
+
+/// A tensor read from the checkpoint, widened to f32.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostTensor {
+    /// Shape as stored.
+    pub shape: Vec<usize>,
+    /// Row-major f32 elements.
+    pub data: Vec<f32>,
+}
+
+/// Reads every tensor of a safetensors file, widening f16 / bf16 to f32.
+///
+/// Errors: [`Error::Io`] if the file cannot be read; [`Error::Checkpoint`]
+/// naming the file for a truncated or corrupt file or a tensor of another
+/// dtype (all such tensors listed in one message).
+pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+        Error::checkpoint(
+            path,
+            format!("not a valid safetensors file (truncated or corrupt?): {e}"),
+        )
+    })?;
+    let mut out = BTreeMap::new();
+    let mut bad = Vec::new();
+    for (name, view) in st.tensors() {
+        let shape = view.shape().to_vec();
+        let raw = view.data();
+        let data: Vec<f32> = match view.dtype() {
+            Dtype::F32 => raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F16 => raw
+                .chunks_exact(2)
+                .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
+                .collect(),
+            Dtype::BF16 => raw
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
+                .collect(),
+            other => {
+                bad.push(format!(
+                    "{name} {}: dtype {other:?} (expected F32, F16 or BF16)",
+                    fmt_shape(&shape)
+                ));
+                continue;
+            }
+        };
+        out.insert(name, HostTensor { shape, data });
+    }
+    if !bad.is_empty() {
+        return Err(Error::checkpoint(
+            path,
+            format!("unsupported tensor dtypes: {}", bad.join("; ")),
+        ));
+    }
+    Ok(out)
+}
+
+/// Whether a tensor must be present.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Presence {
+    /// Missing is an error.
+    Required,
+    /// May be absent; checked when present.
+    Optional,
+}
+
+/// The tensors a checkpoint for `cfg` must (or may) contain, with their shapes.
+pub fn expected_tensors(cfg: &ModelConfig) -> Vec<(String, Vec<usize>, Presence)> {
+    use Presence::{Optional, Required};
+    let d = cfg.d_model;
+    let tv = cfg.target_vocab_size();
+    let mut e: Vec<(String, Vec<usize>, Presence)> = Vec::new();
+    let shared = cfg.share_encoder_decoder_embeddings;
+    e.push((
+        "model.shared.weight".into(),
+        vec![cfg.vocab_size, d],
+        if shared { Required } else { Optional },
+    ));
+    e.push((
+        "model.encoder.embed_tokens.weight".into(),
+        vec![cfg.vocab_size, d],
+        if shared { Optional } else { Required },
+    ));
+    e.push((
+        "model.decoder.embed_tokens.weight".into(),
+        vec![tv, d],
+        if shared { Optional } else { Required },
+    ));
+    e.push((
+        "lm_head.weight".into(),
+        vec![tv, d],
+        if cfg.tie_word_embeddings {
+            Optional
+        } else {
+            Required
+        },
+    ));
+    e.push(("final_logits_bias".into(), vec![1, tv], Optional));
+    for side in ["encoder", "decoder"] {
+        e.push((
+            format!("model.{side}.embed_positions.weight"),
+            vec![cfg.max_position_embeddings, d],
+            Optional,
+        ));
+    }
+    let attn = |e: &mut Vec<_>, p: &str| {
+        for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
+            e.push((format!("{p}.{proj}.weight"), vec![d, d], Required));
+            e.push((format!("{p}.{proj}.bias"), vec![d], Required));
+        }
+    };
+    let norm = |e: &mut Vec<_>, p: &str| {
+        e.push((format!("{p}.weight"), vec![d], Required));
+        e.push((format!("{p}.bias"), vec![d], Required));
+    };
+    let ffn = |e: &mut Vec<_>, p: &str, f: usize| {
+        e.push((format!("{p}.fc1.weight"), vec![f, d], Required));
+        e.push((format!("{p}.fc1.bias"), vec![f], Required));
+        e.push((format!("{p}.fc2.weight"), vec![d, f], Required));
+        e.push((format!("{p}.fc2.bias"), vec![d], Required));
+    };
+    for i in 0..cfg.encoder_layers {
+        let p = format!("model.encoder.layers.{i}");
+        attn(&mut e, &format!("{p}.self_attn"));
+        norm(&mut e, &format!("{p}.self_attn_layer_norm"));
+        ffn(&mut e, &p, cfg.encoder_ffn_dim);
+        norm(&mut e, &format!("{p}.final_layer_norm"));
+    }
+    for i in 0..cfg.decoder_layers {
+        let p = format!("model.decoder.layers.{i}");
+        attn(&mut e, &format!("{p}.self_attn"));
+        norm(&mut e, &format!("{p}.self_attn_layer_norm"));
+        attn(&mut e, &format!("{p}.encoder_attn"));
+        norm(&mut e, &format!("{p}.encoder_attn_layer_norm"));
+        ffn(&mut e, &p, cfg.decoder_ffn_dim);
+        norm(&mut e, &format!("{p}.final_layer_norm"));
+    }
+    e
+}
+
+/// Checks `tensors` against [`expected_tensors`]: one [`Error::Checkpoint`]
+/// naming `path` and listing every missing, unexpected and mis-shaped tensor
+/// by name and shape.
+pub fn check_tensors(
+    path: &Path,
+    cfg: &ModelConfig,
+    tensors: &BTreeMap<String, HostTensor>,
+) -> Result<()> {
+    let expected = expected_tensors(cfg);
+    let mut missing = Vec::new();
+    let mut misshaped = Vec::new();
+    for (name, shape, presence) in &expected {
+        match tensors.get(name) {
+            None if *presence == Presence::Required => {
+                missing.push(format!("{name} {}", fmt_shape(shape)))
+            }
+            None => {}
+            Some(t) if &t.shape != shape => misshaped.push(format!(
+                "{name}: expected {}, got {}",
+                fmt_shape(shape),
+                fmt_shape(&t.shape)
+            )),
+            Some(_) => {}
+        }
+    }
+    let known: std::collections::HashSet<&str> =
+        expected.iter().map(|(n, _, _)| n.as_str()).collect();
+    let unexpected: Vec<String> = tensors
+        .iter()
+        .filter(|(n, _)| !known.contains(n.as_str()))
+        .map(|(n, t)| format!("{n} {}", fmt_shape(&t.shape)))
+        .collect();
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!(
+            "{} missing tensor(s): {}",
+            missing.len(),
+            missing.join(", ")
+        ));
+    }
+    if !misshaped.is_empty() {
+        parts.push(format!(
+            "{} mis-shaped tensor(s): {}",
+            misshaped.len(),
+            misshaped.join(", ")
+        ));
+    }
+    if !unexpected.is_empty() {
+        parts.push(format!(
+            "{} unexpected tensor(s): {}",
+            unexpected.len(),
+            unexpected.join(", ")
+        ));
+    }
+    if parts.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::checkpoint(
+            path,
+            format!(
+                "checkpoint does not match config.json: {}",
+                parts.join("; ")
+            ),
+        ))
+    }
+}
+
+/// The four projections of one attention sublayer (`[d_model, d_model]` weights, `[d_model]` biases).
+pub struct AttentionWeights<T> {
+    /// `q_proj.weight`, `q_proj.bias`.
+    pub q: (T, T),
+    /// `k_proj.weight`, `k_proj.bias`.
+    pub k: (T, T),
+    /// `v_proj.weight`, `v_proj.bias`.
+    pub v: (T, T),
+    /// `out_proj.weight`, `out_proj.bias`.
+    pub out: (T, T),
+}
+
+/// A LayerNorm's `weight` (gamma) and `bias` (beta), `[d_model]` each.
+pub struct NormWeights<T> {
+    /// gamma.
+    pub gamma: T,
+    /// beta.
+    pub beta: T,
+}
+
+/// The feed-forward sublayer: `fc1` `[ffn, d_model]` + `[ffn]`, `fc2` `[d_model, ffn]` + `[d_model]`.
+pub struct FfnWeights<T> {
+    /// `fc1.weight`, `fc1.bias`.
+    pub fc1: (T, T),
+    /// `fc2.weight`, `fc2.bias`.
+    pub fc2: (T, T),
+}
+
+/// One encoder layer (post-LN).
+pub struct EncoderLayerWeights<T> {
+    /// Self-attention.
+    pub self_attn: AttentionWeights<T>,
+    /// Norm after self-attention.
+    pub self_attn_layer_norm: NormWeights<T>,
+    /// Feed-forward.
+    pub ffn: FfnWeights<T>,
+    /// Norm after the FFN.
+    pub final_layer_norm: NormWeights<T>,
+}
+
+/// One decoder layer (post-LN), each sublayer with its own norm.
+pub struct DecoderLayerWeights<T> {
+    /// Causal self-attention.
+    pub self_attn: AttentionWeights<T>,
+    /// Norm after self-attention.
+    pub self_attn_layer_norm: NormWeights<T>,
+    /// Cross-attention over the encoder output.
+    pub encoder_attn: AttentionWeights<T>,
+    /// Norm after cross-attention.
+    pub encoder_attn_layer_norm: NormWeights<T>,
+    /// Feed-forward.
+    pub ffn: FfnWeights<T>,
+    /// Norm after the FFN.
+    pub final_layer_norm: NormWeights<T>,
+}
+
+/// All weights of a `MarianMTModel`, on a backend.
+pub struct ModelWeights<T> {
+    /// Encoder token embedding `[vocab, d_model]`.
+    pub encoder_embed: Arc<T>,
+    /// Decoder token embedding `[target_vocab, d_model]`.
+    pub decoder_embed: Arc<T>,
+    /// Output projection `[target_vocab, d_model]` (tied: the same tensor as the embedding).
+    pub lm_head: Arc<T>,
+    /// `final_logits_bias` as `[target_vocab]`.
+    pub final_logits_bias: T,
+    /// Encoder layers.
+    pub encoder: Vec<EncoderLayerWeights<T>>,
+    /// Decoder layers.
+    pub decoder: Vec<DecoderLayerWeights<T>>,
+}
+
+impl<T> ModelWeights<T> {
+    /// Uploads checked host tensors (see [`check_tensors`]) to `backend`.
+    ///
+    /// Errors: [`Error::Checkpoint`] naming `path` if a tensor is missing
+    /// (call [`check_tensors`] first for the full list), or the backend's
+    /// upload error.
+    pub fn upload<B: Backend<Tensor = T>>(
+        backend: &B,
+        path: &Path,
+        cfg: &ModelConfig,
+        mut t: BTreeMap<String, HostTensor>,
+    ) -> Result<Self> {
+        let bias_host = t.remove("final_logits_bias");
+        let mut take = |name: &str| -> Result<T> {
+            let h = t
+                .remove(name)
+                .ok_or_else(|| Error::checkpoint(path, format!("missing tensor {name}")))?;
+            backend.upload(h.data, &h.shape)
+        };
+        let shared = cfg.share_encoder_decoder_embeddings;
+        let (encoder_embed, decoder_embed) = if shared {
+            let s = Arc::new(take("model.shared.weight")?);
+            (s.clone(), s)
+        } else {
+            (
+                Arc::new(take("model.encoder.embed_tokens.weight")?),
+                Arc::new(take("model.decoder.embed_tokens.weight")?),
+            )
+        };
+        let lm_head = if cfg.tie_word_embeddings {
+            decoder_embed.clone()
+        } else {
+            Arc::new(take("lm_head.weight")?)
+        };
+        let tv = cfg.target_vocab_size();
+        let bias_data = match bias_host {
+            Some(h) => h.data,
+            None => vec![0.0; tv],
+        };
+        let final_logits_bias = backend.upload(bias_data, &[tv])?;
+        let mut encoder = Vec::with_capacity(cfg.encoder_layers);
+        for i in 0..cfg.encoder_layers {
+            let p = format!("model.encoder.layers.{i}");
+            encoder.push(EncoderLayerWeights {
+                self_attn: attn(&mut take, &format!("{p}.self_attn"))?,
+                self_attn_layer_norm: norm(&mut take, &format!("{p}.self_attn_layer_norm"))?,
+                ffn: ffn(&mut take, &p)?,
+                final_layer_norm: norm(&mut take, &format!("{p}.final_layer_norm"))?,
+            });
+        }
+        let mut decoder = Vec::with_capacity(cfg.decoder_layers);
+        for i in 0..cfg.decoder_layers {
+            let p = format!("model.decoder.layers.{i}");
+            decoder.push(DecoderLayerWeights {
+                self_attn: attn(&mut take, &format!("{p}.self_attn"))?,
+                self_attn_layer_norm: norm(&mut take, &format!("{p}.self_attn_layer_norm"))?,
+                encoder_attn: attn(&mut take, &format!("{p}.encoder_attn"))?,
+                encoder_attn_layer_norm: norm(&mut take, &format!("{p}.encoder_attn_layer_norm"))?,
+                ffn: ffn(&mut take, &p)?,
+                final_layer_norm: norm(&mut take, &format!("{p}.final_layer_norm"))?,
+            });
+        }
+        Ok(ModelWeights {
+            encoder_embed,
+            decoder_embed,
+            lm_head,
+            final_logits_bias,
+            encoder,
+            decoder,
+        })
+    }
+}
+
+fn attn<T>(take: &mut impl FnMut(&str) -> Result<T>, p: &str) -> Result<AttentionWeights<T>> {
+    let mut pair = |proj: &str| -> Result<(T, T)> {
+        Ok((
+            take(&format!("{p}.{proj}.weight"))?,
+            take(&format!("{p}.{proj}.bias"))?,
+        ))
+    };
+    Ok(AttentionWeights {
+        q: pair("q_proj")?,
+        k: pair("k_proj")?,
+        v: pair("v_proj")?,
+        out: pair("out_proj")?,
+    })
+}
+
+fn norm<T>(take: &mut impl FnMut(&str) -> Result<T>, p: &str) -> Result<NormWeights<T>> {
+    Ok(NormWeights {
+        gamma: take(&format!("{p}.weight"))?,
+        beta: take(&format!("{p}.bias"))?,
+    })
+}
+
+fn ffn<T>(take: &mut impl FnMut(&str) -> Result<T>, p: &str) -> Result<FfnWeights<T>> {
+    Ok(FfnWeights {
+        fc1: (
+            take(&format!("{p}.fc1.weight"))?,
+            take(&format!("{p}.fc1.bias"))?,
+        ),
+        fc2: (
+            take(&format!("{p}.fc2.weight"))?,
+            take(&format!("{p}.fc2.bias"))?,
+        ),
+    })
+}
