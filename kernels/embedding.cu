@@ -86,7 +86,9 @@ __device__ __forceinline__ void embedding_impl(const EmbeddingParams& p) {
                 const double reduced = fma(-kTwoPi, rint(angle * kInvTwoPi), angle);
                 float s, co;
                 sincosf(static_cast<float>(reduced), &s, &co);
-                y[w] = id_ok ? emb[w] * p.scale + (is_sin[w] ? s : co) : __int_as_float(0x7fc00000);
+                // __fmul_rn: no FMA contraction, so the product rounds as in the reference.
+                y[w] = id_ok ? __fmul_rn(emb[w], p.scale) + (is_sin[w] ? s : co)
+                             : __int_as_float(0x7fc00000);
             }
             if (vec && full) {
                 tk::store16_from_f32<T>(orow + e0, y);

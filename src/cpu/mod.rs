@@ -15,3 +15,5 @@ pub mod residual;
 pub mod softmax;
 
 pub use backend::{Cpu, CpuTensor};
+pub mod bias_activation;
+pub mod logits;

@@ -13,10 +13,37 @@ use cudarc::driver::{LaunchConfig, PushKernelArg};
 use super::check::{grid_for, i64_of, same_device, shape_is};
 use super::device::{driver, Device};
 use super::kernels::KernelId;
+use super::numerics::Tolerance;
 use super::params::BiasActivationParams;
 use super::tensor::{DeviceElement, DeviceTensor};
 use crate::cpu::activation::Activation;
 use crate::{DType, Error, Result};
+
+/// relu in f32: `max(h, 0)` of the same f32 sum as the reference, exact.
+pub const TOL_RELU_F32: Tolerance = Tolerance {
+    abs: 0.0,
+    rel: 0.0,
+    reason: "relu of the same f32 sum is exact",
+};
+
+/// gelu / gelu_tanh / swish in f32 for |x + bias| <= 8: libdevice
+/// erff / tanhf / expf are within 2 ulp; `1 + erf(h/√2)` cancels for
+/// negative h, which costs up to 0.5·|h|·2 ulp(1) <= 1e-6 absolute.
+pub const TOL_SMOOTH_F32: Tolerance = Tolerance {
+    abs: 2e-6,
+    rel: 4.0 * f32::EPSILON,
+    reason: "libdevice erff/tanhf/expf <= 2 ulp; cancellation in 1 + erf for h < 0 (|h| <= 8)",
+};
+
+/// The tolerance of `act` for outputs stored in `dtype` (the f32 tolerance
+/// plus one rounding to the storage dtype, [`Tolerance::stored_as`]).
+pub fn tolerance(act: Activation, dtype: DType) -> Tolerance {
+    let f32_tol = match act {
+        Activation::Relu => TOL_RELU_F32,
+        Activation::Gelu | Activation::GeluTanh | Activation::Swish => TOL_SMOOTH_F32,
+    };
+    Tolerance::stored_as(f32_tol, dtype)
+}
 
 /// Threads per block; matches `__launch_bounds__(256)` in bias_activation.cu.
 const BLOCK: u32 = 256;

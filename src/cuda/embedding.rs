@@ -18,10 +18,24 @@ use cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
 use super::check::{grid_for, i64_of, same_device, shape_is};
 use super::device::{driver, Device};
 use super::kernels::KernelId;
+use super::numerics::Tolerance;
 use super::params::EmbeddingParams;
 use super::tensor::{DeviceElement, DeviceTensor};
 use crate::error::fmt_shape;
 use crate::{DType, Error, Result};
+
+/// f32 kernel vs the reference (f64 angles, f32 gather and add).
+pub const TOL_F32: Tolerance = Tolerance {
+    abs: 1e-6,
+    rel: 2.4e-7,
+    reason: "position: f32 sincos of an f64-reduced angle, <= ~4 ulp of 1; sum: one rounding each side (same f32 product)",
+};
+
+/// The tolerance for outputs stored in `dtype`: [`TOL_F32`] plus one
+/// rounding to the storage dtype ([`Tolerance::stored_as`]).
+pub fn tolerance(dtype: DType) -> Tolerance {
+    Tolerance::stored_as(TOL_F32, dtype)
+}
 
 /// Warps (tokens in flight) per 256-thread block; matches embedding.cu.
 const WARPS_PER_BLOCK: usize = 8;

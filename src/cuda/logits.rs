@@ -12,6 +12,7 @@ use cudarc::driver::{CudaSlice, DevicePtrMut, LaunchConfig, PushKernelArg};
 use super::check::{i64_of, same_device, shape_is};
 use super::device::{driver, Device};
 use super::kernels::{KernelId, TopKWidth};
+use super::numerics::Tolerance;
 use super::params::LogitsParams;
 use super::tensor::{DeviceElement, DeviceTensor};
 use crate::error::fmt_shape;
@@ -22,6 +23,20 @@ pub const MAX_K: usize = TopKWidth::MAX_K;
 
 /// Threads per block; matches `kThreads` in logits.cu.
 const THREADS: u32 = 256;
+
+/// Tolerance of the f32 log-probabilities (any storage dtype: the scores
+/// are the same f32 sums on both sides) for a vocabulary of `vocab`: each
+/// thread sums ceil(vocab / 256) exponentials sequentially, then 8 + 5
+/// tree merges; every term and `expf` / `logf` carry a few ulp, so the
+/// log-sum-exp may be off by about 2·(ceil(vocab/256) + 40)·ε absolute.
+pub fn tolerance(vocab: usize) -> Tolerance {
+    let terms = vocab.div_ceil(THREADS as usize) + 40;
+    Tolerance {
+        abs: 2.0 * terms as f32 * f32::EPSILON,
+        rel: 2.0 * f32::EPSILON,
+        reason: "f32 online log-sum-exp: ceil(vocab/256) sequential terms + 13 tree levels, 2 ulp expf/logf",
+    }
+}
 
 // SAFETY: LogitsParams is a `#[repr(C)]` plain-old-data struct generated
 // from params.h, layout-checked by bindgen; the kernel takes it by value.

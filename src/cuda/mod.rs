@@ -8,9 +8,15 @@
 //! Run status: every kernel here is **compiled, not run** until a GPU run is
 //! recorded in BENCHMARKS.md.
 
+pub mod bias_activation;
+pub(crate) mod check;
 pub mod convert;
 pub mod device;
+pub mod embedding;
 pub mod kernels;
+pub mod layer_norm;
+pub mod logits;
+pub mod numerics;
 pub mod params;
 pub mod tensor;
 
