@@ -6,7 +6,31 @@
 //! never passes (not even against NaN), and an infinity passes only against
 //! the same infinity.
 
-use crate::DType;
+use crate::{DType, Element};
+
+/// Rounds f32 values to the storage type `T` (round to nearest even).
+pub fn to_storage<T: Element>(v: &[f32]) -> Vec<T> {
+    v.iter().map(|&x| T::from_f32(x)).collect()
+}
+
+/// Widens storage values to f32 (exact).
+pub fn widen<T: Element>(v: &[T]) -> Vec<f32> {
+    v.iter().map(|x| x.to_f32()).collect()
+}
+
+/// `n` values uniform in `[lo, hi)` already rounded to `T`, returned both
+/// in storage form (to upload) and widened (the reference's input: the
+/// kernel and the reference see exactly the same numbers).
+pub fn random_storage<T: Element>(
+    rng: &mut SplitMix64,
+    n: usize,
+    lo: f32,
+    hi: f32,
+) -> (Vec<T>, Vec<f32>) {
+    let s: Vec<T> = to_storage(&rng.vec(n, lo, hi));
+    let w = widen(&s);
+    (s, w)
+}
 
 /// A mixed tolerance: `|got - expected| <= abs + rel · |expected|`.
 #[derive(Clone, Copy, Debug, PartialEq)]
