@@ -16,9 +16,10 @@
 // element that overlap the loads. (Prediction from the roofline; no GPU run
 // has measured it yet, see BENCHMARKS.md.) The angle is formed and reduced
 // to [-pi, pi] in f64 (inverse frequency once per thread and column, then
-// one multiply and one fused reduction per element), and sin/cos are taken
-// in f32 of the reduced angle: this matches the f64 reference to about one
-// f32 ulp at any position, where an f32 angle would lose ~pos * 2^-24.
+// one multiply and one fused reduction per element), and sin/cos of the
+// reduced angle are taken in f32 by the SFU (__sincosf, absolute error
+// <= 2^-21.4 on [-pi, pi]): within ~5e-7 of the f64 reference at any
+// position, where an f32 angle would lose ~pos * 2^-24.
 //
 // Variants: embedding_<dtype>, dtype f32/f16/bf16 (storage of table and out).
 // Launch: 256-thread blocks of 8 warps; warp w of the grid handles tokens
@@ -84,8 +85,10 @@ __device__ __forceinline__ void embedding_impl(const EmbeddingParams& p) {
             for (int w = 0; w < W; ++w) {
                 const double angle = pos * inv_freq[w];
                 const double reduced = fma(-kTwoPi, rint(angle * kInvTwoPi), angle);
+                // |reduced| <= pi: the SFU's __sincosf is within 2^-21.4
+                // absolute there, and needs no slow-path argument reduction.
                 float s, co;
-                sincosf(static_cast<float>(reduced), &s, &co);
+                __sincosf(static_cast<float>(reduced), &s, &co);
                 // __fmul_rn: no FMA contraction, so the product rounds as in the reference.
                 y[w] = id_ok ? __fmul_rn(emb[w], p.scale) + (is_sin[w] ? s : co)
                              : __int_as_float(0x7fc00000);

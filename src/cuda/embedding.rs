@@ -28,7 +28,7 @@ use crate::{DType, Error, Result};
 pub const TOL_F32: Tolerance = Tolerance {
     abs: 1e-6,
     rel: 2.4e-7,
-    reason: "position: f32 sincos of an f64-reduced angle, <= ~4 ulp of 1; sum: one rounding each side (same f32 product)",
+    reason: "position: __sincosf of an f64-reduced angle, <= 2^-21.4 + 2^-24 absolute; sum: one rounding each side (same f32 product)",
 };
 
 /// The tolerance for outputs stored in `dtype`: [`TOL_F32`] plus one
