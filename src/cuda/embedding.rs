@@ -13,7 +13,7 @@
 //!
 //! Run status: compiled, not run (no GPU run recorded in BENCHMARKS.md).
 
-use cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, DevicePtr, LaunchConfig, PushKernelArg};
 
 use super::check::{grid_for, i64_of, same_device, shape_is};
 use super::device::{driver, Device};
@@ -150,6 +150,72 @@ pub fn embedding_into<T: DeviceElement>(
     // `table` is [vocab, d_model] and `out` [batch, seq, d_model] (checked
     // above), both on `device`; `out` is borrowed mutably so it aliases
     // nothing; `ids_dev` is freed on the same stream after the kernel.
+    unsafe { launch(&device, T::DTYPE, params) }
+}
+
+/// [`embedding_into`] with the ids already on the device (e.g. the previous
+/// step's argmax), `[batch, seq]` int32. The ids cannot be checked on the
+/// host here; the kernel never reads outside the table: an id outside
+/// `[0, vocab)` yields a row of NaN in `out`, which [`embedding_into`]'s
+/// host check turns into an error instead.
+///
+/// # Errors
+/// [`Error::Shape`] when `ids` holds fewer than `batch * seq` ids, `table`
+/// is not rank 2 or `out` is not `[batch, seq, d_model]`;
+/// [`Error::InvalidArgument`] for operands on different devices or sizes
+/// past `int64`; [`Error::Cuda`] on launch failure.
+pub fn embedding_from_device_ids<T: DeviceElement>(
+    ids: &CudaSlice<i32>,
+    batch: usize,
+    seq: usize,
+    table: &DeviceTensor<T>,
+    scale: f32,
+    position_offset: usize,
+    out: &mut DeviceTensor<T>,
+) -> Result<()> {
+    const OP: &str = "embedding";
+    let device = table.device().clone();
+    let &[vocab, d_model] = table.shape() else {
+        return Err(Error::shape(
+            OP,
+            "table [vocab, d_model]",
+            format!("table {}", fmt_shape(table.shape())),
+        ));
+    };
+    let tokens = batch
+        .checked_mul(seq)
+        .ok_or_else(|| Error::invalid(OP, format!("batch {batch} x seq {seq} overflows")))?;
+    if ids.len() < tokens {
+        return Err(Error::shape(
+            OP,
+            format!("ids [{batch}, {seq}] ({tokens} ids)"),
+            format!("{} ids", ids.len()),
+        ));
+    }
+    if ids.stream().context() != device.context() {
+        return Err(Error::invalid(OP, "ids live on another device"));
+    }
+    shape_is(OP, "out", out, &[batch, seq, d_model])?;
+    same_device(OP, "out", &device, out)?;
+    if tokens == 0 || d_model == 0 {
+        return Ok(());
+    }
+    let (ids_ptr, _sync) = ids.device_ptr(device.stream());
+    let params = EmbeddingParams {
+        ids: ids_ptr as *const i32,
+        table: table.device_ptr() as *const core::ffi::c_void,
+        out: out.device_ptr_mut() as *mut core::ffi::c_void,
+        tokens: i64_of(OP, "tokens", tokens)?,
+        seq_len: i64_of(OP, "seq", seq)?,
+        d_model: i64_of(OP, "d_model", d_model)?,
+        vocab: i64_of(OP, "vocab", vocab)?,
+        position_offset: i64_of(OP, "position_offset", position_offset)?,
+        scale,
+    };
+    // SAFETY: `ids` holds at least `tokens` int32 values in this context; the
+    // kernel reads the table only at ids in [0, vocab) (others give NaN);
+    // `table` is [vocab, d_model] and `out` [batch, seq, d_model] on
+    // `device`; `out` is borrowed mutably so it aliases nothing.
     unsafe { launch(&device, T::DTYPE, params) }
 }
 

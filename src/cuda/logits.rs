@@ -7,6 +7,8 @@
 //!
 //! Run status: compiled, not run (no GPU run recorded in BENCHMARKS.md).
 
+use std::sync::Arc;
+
 use cudarc::driver::{CudaSlice, DevicePtrMut, LaunchConfig, PushKernelArg};
 
 use super::check::{i64_of, same_device, shape_is};
@@ -55,7 +57,78 @@ pub struct TopK {
     pub log_probs: Vec<f32>,
 }
 
-/// One decoder step's logits processing.
+/// Device-side outputs of [`logits_step_into`]: `[rows, k]` ids and
+/// log-probabilities, kept on the device (reuse them across steps; copy
+/// them to the host with [`TopKBuffers::to_host`]).
+pub struct TopKBuffers {
+    ids: CudaSlice<i32>,
+    log_probs: DeviceTensor<f32>,
+    rows: usize,
+    k: usize,
+}
+
+impl TopKBuffers {
+    /// Buffers for `rows` rows of `k` entries on `device`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when `rows * k` overflows; [`Error::Cuda`]
+    /// when the allocation fails.
+    pub fn new(device: &Arc<Device>, rows: usize, k: usize) -> Result<Self> {
+        let n = rows
+            .checked_mul(k)
+            .ok_or_else(|| Error::invalid("logits", format!("rows {rows} x k {k} overflows")))?;
+        let ids = device
+            .stream()
+            .alloc_zeros::<i32>(n.max(1))
+            .map_err(driver("alloc top-k ids"))?;
+        let log_probs = DeviceTensor::zeros(device, &[rows, k])?;
+        Ok(Self {
+            ids,
+            log_probs,
+            rows,
+            k,
+        })
+    }
+
+    /// `(rows, k)`.
+    pub fn shape(&self) -> (usize, usize) {
+        (self.rows, self.k)
+    }
+
+    /// Copies the ids and log-probabilities to the host (waits for the stream).
+    ///
+    /// # Errors
+    /// [`Error::Cuda`] when the copy fails (including errors of the kernel);
+    /// [`Error::InvalidArgument`] if a slot holds no id (only possible when
+    /// the raw API was called with k > vocab).
+    pub fn to_host(&self) -> Result<TopK> {
+        let n = self.rows * self.k;
+        let stream = self.log_probs.device().stream();
+        let mut ids_i32 = vec![0i32; n];
+        if n > 0 {
+            stream
+                .memcpy_dtoh(&self.ids.slice(0..n), &mut ids_i32[..])
+                .map_err(driver("download top-k ids"))?;
+        }
+        let log_probs = self.log_probs.to_host()?;
+        let ids = ids_i32
+            .iter()
+            .map(|&i| {
+                u32::try_from(i).map_err(|_| {
+                    Error::invalid("logits", format!("kernel returned id {i}: no candidate"))
+                })
+            })
+            .collect::<Result<Vec<u32>>>()?;
+        Ok(TopK {
+            rows: self.rows,
+            k: self.k,
+            ids,
+            log_probs,
+        })
+    }
+}
+
+/// One decoder step's logits processing, with the top-k copied to the host.
 ///
 /// - `logits`: `[rows, vocab]` (the output projection `h · sharedᵀ` of the
 ///   last position of each row);
@@ -76,8 +149,26 @@ pub fn logits_step<T: DeviceElement>(
     bias: Option<&DeviceTensor<T>>,
     pad_id: Option<usize>,
     k: usize,
-    mut log_probs: Option<&mut DeviceTensor<f32>>,
+    log_probs: Option<&mut DeviceTensor<f32>>,
 ) -> Result<TopK> {
+    let rows = logits.shape().first().copied().unwrap_or(0);
+    let mut out = TopKBuffers::new(logits.device(), rows, k)?;
+    logits_step_into(logits, bias, pad_id, log_probs, &mut out)?;
+    out.to_host()
+}
+
+/// [`logits_step`] without leaving the device: the top-k go to `out`
+/// (`k` is `out`'s), nothing waits for the stream.
+///
+/// # Errors
+/// As [`logits_step`], plus [`Error::Shape`] when `out` has another row count.
+pub fn logits_step_into<T: DeviceElement>(
+    logits: &DeviceTensor<T>,
+    bias: Option<&DeviceTensor<T>>,
+    pad_id: Option<usize>,
+    mut log_probs: Option<&mut DeviceTensor<f32>>,
+    out: &mut TopKBuffers,
+) -> Result<()> {
     const OP: &str = "logits";
     let device = logits.device().clone();
     let &[rows, vocab] = logits.shape() else {
@@ -87,6 +178,7 @@ pub fn logits_step<T: DeviceElement>(
             format!("logits {}", fmt_shape(logits.shape())),
         ));
     };
+    let k = out.k;
     if vocab == 0 || i32::try_from(vocab).is_err() {
         return Err(Error::invalid(
             OP,
@@ -99,16 +191,21 @@ pub fn logits_step<T: DeviceElement>(
             format!("k = {k} must be in 1..={} (vocab {vocab})", MAX_K.min(vocab)),
         ));
     }
+    if out.rows != rows {
+        return Err(Error::shape(
+            OP,
+            format!("top-k buffers [{rows}, {k}]"),
+            format!("top-k buffers [{}, {k}]", out.rows),
+        ));
+    }
+    same_device(OP, "top-k buffers", &device, &out.log_probs)?;
     if let Some(b) = bias {
         shape_is(OP, "final_logits_bias", b, &[vocab])?;
         same_device(OP, "final_logits_bias", &device, b)?;
     }
     if let Some(p) = pad_id {
         if p >= vocab {
-            return Err(Error::invalid(
-                OP,
-                format!("pad_id {p} >= vocab {vocab}"),
-            ));
+            return Err(Error::invalid(OP, format!("pad_id {p} >= vocab {vocab}")));
         }
     }
     if let Some(lp) = log_probs.as_deref() {
@@ -116,75 +213,33 @@ pub fn logits_step<T: DeviceElement>(
         same_device(OP, "log_probs", &device, lp)?;
     }
     if rows == 0 {
-        return Ok(TopK {
-            rows,
-            k,
-            ids: Vec::new(),
-            log_probs: Vec::new(),
-        });
+        return Ok(());
     }
-    let n_out = rows
-        .checked_mul(k)
-        .ok_or_else(|| Error::invalid(OP, format!("rows {rows} x k {k} overflows")))?;
     let stream = device.stream().clone();
-    let mut ids_dev: CudaSlice<i32> = stream
-        .alloc_zeros(n_out)
-        .map_err(driver("alloc top-k ids"))?;
-    let mut vals_dev: CudaSlice<f32> = stream
-        .alloc_zeros(n_out)
-        .map_err(driver("alloc top-k values"))?;
-    {
-        let (ids_ptr, _s1) = ids_dev.device_ptr_mut(&stream);
-        let (vals_ptr, _s2) = vals_dev.device_ptr_mut(&stream);
-        let params = LogitsParams {
-            logits: logits.device_ptr() as *const core::ffi::c_void,
-            bias: bias.map_or(core::ptr::null(), |b| {
-                b.device_ptr() as *const core::ffi::c_void
-            }),
-            log_probs: log_probs
-                .as_deref_mut()
-                .map_or(core::ptr::null_mut(), |lp| lp.device_ptr_mut() as *mut f32),
-            topk_ids: ids_ptr as *mut i32,
-            topk_log_probs: vals_ptr as *mut f32,
-            rows: i64_of(OP, "rows", rows)?,
-            vocab: i64_of(OP, "vocab", vocab)?,
-            row_stride: i64_of(OP, "vocab", vocab)?,
-            pad_id: pad_id.map_or(Ok(-1), |p| i64_of(OP, "pad_id", p))?,
-            // k <= MAX_K = 32, checked above.
-            k: k as i32,
-        };
-        // SAFETY: `logits` is [rows, vocab] (row stride vocab), `bias` and
-        // `log_probs` were checked against [vocab] / [rows, vocab], the two
-        // top-k buffers hold rows * k elements; all live on `device`;
-        // `log_probs` is borrowed mutably and the top-k buffers are fresh,
-        // so no output aliases an input; everything outlives the kernel,
-        // which the downloads below wait for.
-        unsafe { launch(&device, T::DTYPE, params) }?;
-    }
-    let ids_i32 = stream
-        .clone_dtoh(&ids_dev)
-        .map_err(driver("download top-k ids"))?;
-    let log_probs_top = stream
-        .clone_dtoh(&vals_dev)
-        .map_err(driver("download top-k values"))?;
-    stream
-        .synchronize()
-        .map_err(driver("synchronize after logits"))?;
-    // With k <= vocab every slot holds a real id in [0, vocab).
-    let ids = ids_i32
-        .iter()
-        .map(|&i| {
-            u32::try_from(i).map_err(|_| {
-                Error::invalid(OP, format!("kernel returned id {i}: no candidate"))
-            })
-        })
-        .collect::<Result<Vec<u32>>>()?;
-    Ok(TopK {
-        rows,
-        k,
-        ids,
-        log_probs: log_probs_top,
-    })
+    let (ids_ptr, _sync) = out.ids.device_ptr_mut(&stream);
+    let params = LogitsParams {
+        logits: logits.device_ptr() as *const core::ffi::c_void,
+        bias: bias.map_or(core::ptr::null(), |b| {
+            b.device_ptr() as *const core::ffi::c_void
+        }),
+        log_probs: log_probs
+            .as_deref_mut()
+            .map_or(core::ptr::null_mut(), |lp| lp.device_ptr_mut() as *mut f32),
+        topk_ids: ids_ptr as *mut i32,
+        topk_log_probs: out.log_probs.device_ptr_mut() as *mut f32,
+        rows: i64_of(OP, "rows", rows)?,
+        vocab: i64_of(OP, "vocab", vocab)?,
+        row_stride: i64_of(OP, "vocab", vocab)?,
+        pad_id: pad_id.map_or(Ok(-1), |p| i64_of(OP, "pad_id", p))?,
+        // k <= MAX_K = 32, checked above.
+        k: k as i32,
+    };
+    // SAFETY: `logits` is [rows, vocab] (row stride vocab), `bias` and
+    // `log_probs` were checked against [vocab] / [rows, vocab], the top-k
+    // buffers hold rows * k elements; all live on `device`; `log_probs` and
+    // `out` are borrowed mutably, so no output aliases an input or another
+    // output; all outlive the kernel (later uses go through the same stream).
+    unsafe { launch(&device, T::DTYPE, params) }
 }
 
 /// Launches the logits kernel for `dtype` with caller-built params on
