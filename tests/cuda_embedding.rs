@@ -57,7 +57,14 @@ fn random_shapes<T: DeviceElement>(test: &str) {
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(48));
     runner
         .run(
-            &(1usize..=4, 1usize..=40, d_model, 1usize..=300, 0usize..=600, any::<u64>()),
+            &(
+                1usize..=4,
+                1usize..=40,
+                d_model,
+                1usize..=300,
+                0usize..=600,
+                any::<u64>(),
+            ),
             |(batch, seq, d, vocab, offset, seed)| {
                 check::<T>(&dev, batch, seq, d, vocab, offset, seed);
                 Ok(())
@@ -94,7 +101,11 @@ fn case_d4<T: DeviceElement>(test: &str) {
         ..base
     };
     let c = compare(&got, &expected, &tol);
-    assert!(c.passed(), "{}", c.describe(&format!("CASES D4 {}", T::DTYPE), &tol));
+    assert!(
+        c.passed(),
+        "{}",
+        c.describe(&format!("CASES D4 {}", T::DTYPE), &tol)
+    );
 }
 
 /// Decoding step by step: embedding positions 3..5 with offset 3 gives the
@@ -108,8 +119,14 @@ fn offset_continues_positions<T: DeviceElement>(test: &str) {
     let (ts, _) = random_storage::<T>(&mut rng, vocab * d, -1.0, 1.0);
     let table = DeviceTensor::from_host(&dev, &ts, &[vocab, d]).unwrap();
     let ids = [4u32, 9, 17, 23, 42];
-    let full = embedding(&ids, 1, 5, &table, 2.0, 0).unwrap().to_host().unwrap();
-    let tail = embedding(&ids[3..], 1, 2, &table, 2.0, 3).unwrap().to_host().unwrap();
+    let full = embedding(&ids, 1, 5, &table, 2.0, 0)
+        .unwrap()
+        .to_host()
+        .unwrap();
+    let tail = embedding(&ids[3..], 1, 2, &table, 2.0, 3)
+        .unwrap()
+        .to_host()
+        .unwrap();
     for (i, (a, b)) in full[3 * d..].iter().zip(&tail).enumerate() {
         assert!(
             bytemuck::bytes_of(a) == bytemuck::bytes_of(b),
@@ -156,7 +173,10 @@ fn out_of_range_ids_are_rejected_before_launch() {
     for bad in [10u32, u32::MAX, 1 << 31] {
         match embedding(&[0, bad, 1], 1, 3, &table, 1.0, 0) {
             Err(Error::InvalidArgument { msg, .. }) => {
-                assert!(msg.contains(&bad.to_string()), "message names the id: {msg}")
+                assert!(
+                    msg.contains(&bad.to_string()),
+                    "message names the id: {msg}"
+                )
             }
             other => panic!("id {bad} with vocab 10: expected InvalidArgument, got {other:?}"),
         }

@@ -40,15 +40,9 @@ fn check<T: DeviceElement>(
     let (rs, rw) = random_storage::<T>(&mut rng, rows * hidden, -2.0, 2.0);
     let (gs, gw) = random_storage::<T>(&mut rng, hidden, -2.0, 2.0);
     let (bs, bw) = random_storage::<T>(&mut rng, hidden, -1.0, 1.0);
-    let expected = residual_layer_norm(
-        &xw,
-        with_residual.then_some(&rw[..]),
-        &gw,
-        &bw,
-        hidden,
-        EPS,
-    )
-    .expect("reference");
+    let expected =
+        residual_layer_norm(&xw, with_residual.then_some(&rw[..]), &gw, &bw, hidden, EPS)
+            .expect("reference");
     let up = |v: &[T], shape: &[usize]| DeviceTensor::from_host(dev, v, shape).expect("upload");
     let x = up(&xs, &[rows, hidden]);
     let r = up(&rs, &[rows, hidden]);
@@ -83,7 +77,11 @@ fn check_literal<T: DeviceElement>(dev: &Arc<Device>, x: &[f32], expected: &[f32
         ..base
     };
     let c = compare(&got, expected, &tol);
-    assert!(c.passed(), "{}", c.describe(&format!("{case} {}", T::DTYPE), &tol));
+    assert!(
+        c.passed(),
+        "{}",
+        c.describe(&format!("{case} {}", T::DTYPE), &tol)
+    );
 }
 
 fn hidden_strategy() -> impl Strategy<Value = usize> {
@@ -133,7 +131,12 @@ fn case_b2<T: DeviceElement>(test: &str) {
     let Some(dev) = common::gpu_or_skip(test) else {
         return;
     };
-    check_literal::<T>(&dev, &[1.0, 2.0, 3.0], &[-1.22474, 0.0, 1.22474], "CASES B2");
+    check_literal::<T>(
+        &dev,
+        &[1.0, 2.0, 3.0],
+        &[-1.22474, 0.0, 1.22474],
+        "CASES B2",
+    );
 }
 
 /// A constant row has variance 0: the output is exactly beta, never NaN.
@@ -227,11 +230,18 @@ fn case_c1_small_spread_around_large_mean_f32() {
     let zeros = vec![0.0f32; hidden];
     for split in [false, true] {
         let (x, r): (Vec<f32>, Vec<f32>) = if split {
-            (noise.iter().map(|n| 50.0 + 0.01 * n).collect(), vec![50.0; hidden])
+            (
+                noise.iter().map(|n| 50.0 + 0.01 * n).collect(),
+                vec![50.0; hidden],
+            )
         } else {
-            (noise.iter().map(|n| 100.0 + 0.01 * n).collect(), zeros.clone())
+            (
+                noise.iter().map(|n| 100.0 + 0.01 * n).collect(),
+                zeros.clone(),
+            )
         };
-        let up = |v: &[f32], shape: &[usize]| DeviceTensor::from_host(&dev, v, shape).expect("upload");
+        let up =
+            |v: &[f32], shape: &[usize]| DeviceTensor::from_host(&dev, v, shape).expect("upload");
         let out = layer_norm(
             &up(&x, &[1, hidden]),
             Some(&up(&r, &[1, hidden])),
@@ -248,7 +258,11 @@ fn case_c1_small_spread_around_large_mean_f32() {
         // The variance the kernel used: out = (h - mean) / sqrt(var + eps),
         // so mean(out²) = var / (var + eps); var ≈ 1e-4 gives ≈ 0.909, a
         // collapsed variance of 0 would give |out| = |h - mean| / sqrt(eps).
-        let ms: f64 = got.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / hidden as f64;
+        let ms: f64 = got
+            .iter()
+            .map(|&v| f64::from(v) * f64::from(v))
+            .sum::<f64>()
+            / hidden as f64;
         let var = ms * f64::from(EPS) / (1.0 - ms);
         assert!(
             (var - 1e-4).abs() < 0.1e-4,

@@ -28,8 +28,8 @@ fn check_values<T: DeviceElement>(
     pad: Option<usize>,
     k: usize,
 ) {
-    let expected = cpu_logits_step(logits_w, rows, vocab, bias.map(|b| b.1), pad, k)
-        .expect("reference");
+    let expected =
+        cpu_logits_step(logits_w, rows, vocab, bias.map(|b| b.1), pad, k).expect("reference");
     let logits = DeviceTensor::from_host(dev, logits_s, &[rows, vocab]).expect("upload");
     let bias_dev = bias.map(|b| DeviceTensor::from_host(dev, b.0, &[vocab]).expect("upload"));
     let mut lp = DeviceTensor::<f32>::zeros(dev, &[rows, vocab]).unwrap();
@@ -48,10 +48,18 @@ fn check_values<T: DeviceElement>(
     }
     let tol = tolerance(vocab);
     let c = compare(&top.log_probs, &expected.topk_log_probs, &tol);
-    assert!(c.passed(), "{}", c.describe(&format!("{ctx}: top-k log-probs"), &tol));
+    assert!(
+        c.passed(),
+        "{}",
+        c.describe(&format!("{ctx}: top-k log-probs"), &tol)
+    );
     let got = lp.to_host().expect("download");
     let c = compare(&got, &expected.log_probs, &tol);
-    assert!(c.passed(), "{}", c.describe(&format!("{ctx}: log_probs"), &tol));
+    assert!(
+        c.passed(),
+        "{}",
+        c.describe(&format!("{ctx}: log_probs"), &tol)
+    );
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -86,7 +94,14 @@ fn random_shapes<T: DeviceElement>(test: &str) {
         Just(58101usize),
         65530usize..=65560,
     ];
-    let case = (1usize..=6, vocab, 1usize..=MAX_K, any::<bool>(), any::<bool>(), any::<u64>())
+    let case = (
+        1usize..=6,
+        vocab,
+        1usize..=MAX_K,
+        any::<bool>(),
+        any::<bool>(),
+        any::<u64>(),
+    )
         .prop_map(|(rows, vocab, k, bias, pad, seed)| {
             let k = k.min(vocab);
             // pad_token_id of opus-mt is the last id; any id will do.
@@ -145,11 +160,20 @@ fn case_d1_bias_and_pad<T: DeviceElement>(test: &str) {
     let b = DeviceTensor::from_host(&dev, &bias, &[5]).unwrap();
     let mut lp = DeviceTensor::<f32>::zeros(&dev, &[1, 5]).unwrap();
     let top = logits_step(&l, Some(&b), Some(4), 2, Some(&mut lp)).unwrap();
-    assert_eq!(top.ids, vec![3, 1], "{}: bias must make id 3 the best", T::DTYPE);
+    assert_eq!(
+        top.ids,
+        vec![3, 1],
+        "{}: bias must make id 3 the best",
+        T::DTYPE
+    );
     let lp = lp.to_host().unwrap();
     assert_eq!(lp[4], f32::NEG_INFINITY, "{}: pad log-prob", T::DTYPE);
     let total: f64 = lp.iter().map(|&v| f64::from(v).exp()).sum();
-    assert!((total - 1.0).abs() < 1e-5, "{}: probabilities sum to {total}", T::DTYPE);
+    assert!(
+        (total - 1.0).abs() < 1e-5,
+        "{}: probabilities sum to {total}",
+        T::DTYPE
+    );
 }
 
 /// Every score -inf: log-probabilities -inf, never NaN.
@@ -206,7 +230,10 @@ fn bad_k_and_pad_are_errors() {
     let l = DeviceTensor::<f32>::zeros(&dev, &[2, 10]).unwrap();
     for (k, pad) in [(0, None), (MAX_K + 1, None), (11, None), (1, Some(10))] {
         assert!(
-            matches!(logits_step(&l, None, pad, k, None), Err(Error::InvalidArgument { .. })),
+            matches!(
+                logits_step(&l, None, pad, k, None),
+                Err(Error::InvalidArgument { .. })
+            ),
             "k {k} pad {pad:?} must be rejected"
         );
     }

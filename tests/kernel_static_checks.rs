@@ -210,7 +210,10 @@ fn vectorised_kernels_use_128_bit_global_access_on_sm90a() {
                 "layer_norm_residual_block_bf16",
             ],
         ),
-        ("embedding", &["embedding_f32", "embedding_f16", "embedding_bf16"]),
+        (
+            "embedding",
+            &["embedding_f32", "embedding_f16", "embedding_bf16"],
+        ),
         (
             "bias_activation",
             &[

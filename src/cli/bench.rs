@@ -100,7 +100,9 @@ impl Bench {
         let src: CudaSlice<u8> = stream.alloc_zeros(half).map_err(drv("alloc copy src"))?;
         let mut dst: CudaSlice<u8> = stream.alloc_zeros(half).map_err(drv("alloc copy dst"))?;
         let t = self.time(&mut || {
-            stream.memcpy_dtod(&src, &mut dst).map_err(drv("memcpy_dtod"))
+            stream
+                .memcpy_dtod(&src, &mut dst)
+                .map_err(drv("memcpy_dtod"))
         })?;
         let g = (2 * half) as f64 / t / 1e9;
         self.copy_cache.insert(bytes, g);
@@ -235,7 +237,9 @@ fn bench_dtype<T: DeviceElement>(b: &mut Bench, quick: bool, rows: &mut Vec<Row>
                 T::DTYPE,
                 format!("{n}x{hidden}"),
                 bytes,
-                &mut || cuda::layer_norm::layer_norm_into(&x, Some(&r), &gamma, &beta, 1e-5, &mut out),
+                &mut || {
+                    cuda::layer_norm::layer_norm_into(&x, Some(&r), &gamma, &beta, 1e-5, &mut out)
+                },
             )?);
         }
     }
@@ -255,7 +259,9 @@ fn bench_dtype<T: DeviceElement>(b: &mut Bench, quick: bool, rows: &mut Vec<Row>
             format!("{n}x{D_MODEL}"),
             bytes,
             &mut || {
-                cuda::embedding::embedding_from_device_ids(&ids_dev, 1, n, &table, scale, 0, &mut out)
+                cuda::embedding::embedding_from_device_ids(
+                    &ids_dev, 1, n, &table, scale, 0, &mut out,
+                )
             },
         )?);
     }
@@ -273,7 +279,11 @@ fn bench_dtype<T: DeviceElement>(b: &mut Bench, quick: bool, rows: &mut Vec<Row>
             let bytes = (n * VOCAB + VOCAB) as u64 * s
                 + (n * k * 8) as u64
                 + if write_lp { (n * VOCAB * 4) as u64 } else { 0 };
-            let name = if write_lp { "logits_topk+logprobs" } else { "logits_topk" };
+            let name = if write_lp {
+                "logits_topk+logprobs"
+            } else {
+                "logits_topk"
+            };
             rows.push(b.row(
                 name,
                 T::DTYPE,

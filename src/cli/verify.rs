@@ -92,10 +92,20 @@ fn print_table(rows: &[Row]) {
     }
 }
 
-fn row(op: &str, dtype: DType, shape: String, got: &[f32], expected: &[f32], tol: Tolerance) -> Row {
+fn row(
+    op: &str,
+    dtype: DType,
+    shape: String,
+    got: &[f32],
+    expected: &[f32],
+    tol: Tolerance,
+) -> Row {
     let c = compare(got, expected, &tol);
     let note = match c.first_failure {
-        Some((i, g, e)) => format!("{} bad; first at {i}: got {g:e}, expected {e:e}", c.failures),
+        Some((i, g, e)) => format!(
+            "{} bad; first at {i}: got {g:e}, expected {e:e}",
+            c.failures
+        ),
         None => String::new(),
     };
     Row {
@@ -116,7 +126,9 @@ fn run_dtype<T: DeviceElement>(dev: &Arc<Device>, seed: u64, rows: &mut Vec<Row>
         rows.push(layer_norm::<T>(dev, &mut rng, tokens, hidden)?);
     }
     for (batch, seq, offset) in [(32, 128, 0), (64, 1, 37)] {
-        rows.push(embedding::<T>(dev, &mut rng, batch, seq, 512, 58101, offset)?);
+        rows.push(embedding::<T>(
+            dev, &mut rng, batch, seq, 512, 58101, offset,
+        )?);
     }
     for (r, k) in [(32, 1), (32, 8), (4, 32)] {
         rows.extend(logits::<T>(dev, &mut rng, r, 58101, k)?);
@@ -132,7 +144,11 @@ fn run_dtype<T: DeviceElement>(dev: &Arc<Device>, seed: u64, rows: &mut Vec<Row>
     Ok(())
 }
 
-fn upload<T: DeviceElement>(dev: &Arc<Device>, v: &[T], shape: &[usize]) -> Result<DeviceTensor<T>> {
+fn upload<T: DeviceElement>(
+    dev: &Arc<Device>,
+    v: &[T],
+    shape: &[usize],
+) -> Result<DeviceTensor<T>> {
     DeviceTensor::from_host(dev, v, shape)
 }
 
@@ -176,7 +192,9 @@ fn embedding<T: DeviceElement>(
     offset: usize,
 ) -> Result<Row> {
     let (ts, tw) = random_storage::<T>(rng, vocab * d_model, -0.1, 0.1);
-    let ids: Vec<u32> = (0..batch * seq).map(|_| rng.below(vocab as u64) as u32).collect();
+    let ids: Vec<u32> = (0..batch * seq)
+        .map(|_| rng.below(vocab as u64) as u32)
+        .collect();
     let scale = (d_model as f32).sqrt();
     let expected = cpu::embedding::embed(&ids, batch, seq, &tw, vocab, d_model, scale, offset)?;
     let table = upload(dev, &ts, &[vocab, d_model])?;
@@ -209,8 +227,22 @@ fn logits<T: DeviceElement>(
     let top = cuda::logits::logits_step(&l, Some(&b), Some(pad), k, Some(&mut lp))?;
     let tol = cuda::logits::tolerance(vocab);
     let shape = format!("{n}x{vocab} k={k}");
-    let mut lp_row = row("logits log_softmax", T::DTYPE, shape.clone(), &lp.to_host()?, &expected.log_probs, tol);
-    let mut top_row = row("logits top-k", T::DTYPE, shape, &top.log_probs, &expected.topk_log_probs, tol);
+    let mut lp_row = row(
+        "logits log_softmax",
+        T::DTYPE,
+        shape.clone(),
+        &lp.to_host()?,
+        &expected.log_probs,
+        tol,
+    );
+    let mut top_row = row(
+        "logits top-k",
+        T::DTYPE,
+        shape,
+        &top.log_probs,
+        &expected.topk_log_probs,
+        tol,
+    );
     let id_mismatches = top
         .ids
         .iter()

@@ -40,8 +40,7 @@ pub fn bias_activation(
             ));
         }
     }
-    Ok(x
-        .iter()
+    Ok(x.iter()
         .enumerate()
         .map(|(i, &v)| {
             let h = match bias {

@@ -150,11 +150,7 @@ mod tests {
         let r = logits_step(&logits, 1, 4, Some(&bias), Some(1), 2).unwrap();
         assert_eq!(r.topk_ids, vec![2, 3]);
         assert_eq!(r.log_probs[1], f32::NEG_INFINITY);
-        let total: f64 = r
-            .log_probs
-            .iter()
-            .map(|&l| f64::from(l).exp())
-            .sum::<f64>();
+        let total: f64 = r.log_probs.iter().map(|&l| f64::from(l).exp()).sum::<f64>();
         assert!((total - 1.0).abs() < 1e-6, "probabilities sum to {total}");
     }
 

@@ -153,12 +153,18 @@ pub unsafe fn launch(
         .rows
         .checked_mul(p.cols)
         .and_then(|n| usize::try_from(n).ok())
-        .ok_or_else(|| Error::invalid(OP, format!("rows {} x cols {} overflows", p.rows, p.cols)))?;
+        .ok_or_else(|| {
+            Error::invalid(OP, format!("rows {} x cols {} overflows", p.rows, p.cols))
+        })?;
     if n == 0 {
         return Ok(());
     }
     let cfg = LaunchConfig {
-        grid_dim: (grid_for(n.div_ceil(16 / dtype.size_in_bytes()), BLOCK as usize), 1, 1),
+        grid_dim: (
+            grid_for(n.div_ceil(16 / dtype.size_in_bytes()), BLOCK as usize),
+            1,
+            1,
+        ),
         block_dim: (BLOCK, 1, 1),
         shared_mem_bytes: 0,
     };

@@ -44,7 +44,10 @@ pub(crate) fn same_device<T: DeviceElement>(
     } else {
         Err(Error::invalid(
             op,
-            format!("{name} is on {:?}, the other operands on {device:?}", t.device()),
+            format!(
+                "{name} is on {:?}, the other operands on {device:?}",
+                t.device()
+            ),
         ))
     }
 }

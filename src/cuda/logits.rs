@@ -166,7 +166,7 @@ pub fn logits_step_into<T: DeviceElement>(
     logits: &DeviceTensor<T>,
     bias: Option<&DeviceTensor<T>>,
     pad_id: Option<usize>,
-    mut log_probs: Option<&mut DeviceTensor<f32>>,
+    log_probs: Option<&mut DeviceTensor<f32>>,
     out: &mut TopKBuffers,
 ) -> Result<()> {
     const OP: &str = "logits";
@@ -188,7 +188,10 @@ pub fn logits_step_into<T: DeviceElement>(
     if k == 0 || k > MAX_K || k > vocab {
         return Err(Error::invalid(
             OP,
-            format!("k = {k} must be in 1..={} (vocab {vocab})", MAX_K.min(vocab)),
+            format!(
+                "k = {k} must be in 1..={} (vocab {vocab})",
+                MAX_K.min(vocab)
+            ),
         ));
     }
     if out.rows != rows {
@@ -222,9 +225,7 @@ pub fn logits_step_into<T: DeviceElement>(
         bias: bias.map_or(core::ptr::null(), |b| {
             b.device_ptr() as *const core::ffi::c_void
         }),
-        log_probs: log_probs
-            .as_deref_mut()
-            .map_or(core::ptr::null_mut(), |lp| lp.device_ptr_mut() as *mut f32),
+        log_probs: log_probs.map_or(core::ptr::null_mut(), |lp| lp.device_ptr_mut() as *mut f32),
         topk_ids: ids_ptr as *mut i32,
         topk_log_probs: out.log_probs.device_ptr_mut() as *mut f32,
         rows: i64_of(OP, "rows", rows)?,
@@ -289,7 +290,10 @@ pub unsafe fn launch(device: &Device, dtype: DType, p: LogitsParams) -> Result<(
         .ok()
         .filter(|&g| g <= i32::MAX as u32)
         .ok_or_else(|| {
-            Error::invalid(OP, format!("rows = {rows} exceed the grid (one block per row)"))
+            Error::invalid(
+                OP,
+                format!("rows = {rows} exceed the grid (one block per row)"),
+            )
         })?;
     let cfg = LaunchConfig {
         grid_dim: (grid, 1, 1),

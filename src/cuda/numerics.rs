@@ -105,13 +105,7 @@ impl Comparison {
             Some((i, g, e)) => format!(
                 "{what}: {} of {} elements out of tolerance (abs {:e} + rel {:e}: {}); \
                  first at index {i}: got {g:e}, expected {e:e}; max |Δ| {:e}, max rel {:e}",
-                self.failures,
-                self.len,
-                tol.abs,
-                tol.rel,
-                tol.reason,
-                self.max_abs,
-                self.max_rel
+                self.failures, self.len, tol.abs, tol.rel, tol.reason, self.max_abs, self.max_rel
             ),
         }
     }
