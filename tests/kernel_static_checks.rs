@@ -249,3 +249,46 @@ fn vectorised_kernels_use_128_bit_global_access_on_sm90a() {
         }
     }
 }
+
+/// Every Rust `KernelId` names a function that exists in its module's
+/// fatbin, and every function in a fatbin has a `KernelId`: a typo on
+/// either side would otherwise surface only as a load error on a GPU.
+#[test]
+fn every_kernel_id_matches_a_fatbin_function() {
+    use std::collections::BTreeSet;
+    use transformer_kernels::cuda::kernels::KernelId;
+    if !kernels_or_skip("every_kernel_id_matches_a_fatbin_function") {
+        return;
+    }
+    let Some(tool) = cuobjdump() else {
+        assert!(
+            std::env::var("TK_REQUIRE_KERNELS").map_or(true, |v| v != "1"),
+            "TK_REQUIRE_KERNELS=1 but cuobjdump was not found beside {NVCC_PATH}"
+        );
+        println!("skipped: cuobjdump not found beside {NVCC_PATH}");
+        return;
+    };
+    let mut in_fatbins: BTreeSet<(String, String)> = BTreeSet::new();
+    for (stem, image, _) in FATBINS {
+        let dump = run_cuobjdump(&tool, &["-sass", "-arch", "sm_90a"], image, stem);
+        for (f, _) in sass_functions(&dump) {
+            in_fatbins.insert((stem.to_string(), f));
+        }
+    }
+    let mut from_ids: BTreeSet<(String, String)> = BTreeSet::new();
+    for id in KernelId::all() {
+        if let Some(sym) = id.symbol() {
+            from_ids.insert((id.module().stem().to_string(), sym.to_string()));
+        }
+    }
+    let missing: Vec<_> = from_ids.difference(&in_fatbins).collect();
+    let orphans: Vec<_> = in_fatbins.difference(&from_ids).collect();
+    assert!(
+        missing.is_empty(),
+        "KernelId symbols missing from the fatbins: {missing:?}"
+    );
+    assert!(
+        orphans.is_empty(),
+        "fatbin functions without a KernelId: {orphans:?}"
+    );
+}

@@ -51,3 +51,26 @@ pub fn bias_activation(
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bias_is_added_per_column_before_the_activation() {
+        let x = [1.0f32, -1.0, 0.5, -3.0];
+        let bias = [-2.0f32, 2.0];
+        let y = bias_activation(&x, Some(&bias), 2, Activation::Relu).unwrap();
+        assert_eq!(y, vec![0.0, 1.0, 0.0, 0.0]);
+        // gelu(1) = Φ(1) (erf form).
+        let g = bias_activation(&[1.0], None, 1, Activation::Gelu).unwrap();
+        assert!((g[0] - 0.841_344_75).abs() < 1e-6, "gelu(1) = {}", g[0]);
+    }
+
+    #[test]
+    fn shape_errors() {
+        assert!(bias_activation(&[1.0; 3], None, 2, Activation::Relu).is_err());
+        assert!(bias_activation(&[1.0; 4], Some(&[0.0; 3]), 2, Activation::Relu).is_err());
+        assert!(bias_activation(&[1.0], None, 0, Activation::Relu).is_err());
+    }
+}

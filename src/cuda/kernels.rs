@@ -155,6 +155,35 @@ impl TopKWidth {
 }
 
 impl KernelId {
+    /// Every kernel id (including the dtype-to-itself conversions, which
+    /// have no symbol), so that tests can check each against the fatbins.
+    pub fn all() -> Vec<KernelId> {
+        let mut v = Vec::new();
+        for src in DType::ALL {
+            for dst in DType::ALL {
+                v.push(KernelId::Convert { src, dst });
+            }
+        }
+        for dtype in DType::ALL {
+            for variant in [LayerNormVariant::Warp, LayerNormVariant::Block] {
+                v.push(KernelId::LayerNorm { variant, dtype });
+            }
+            v.push(KernelId::Embedding { dtype });
+            for max_k in [TopKWidth::K1, TopKWidth::K8, TopKWidth::K32] {
+                v.push(KernelId::Logits { max_k, dtype });
+            }
+            for act in [
+                Activation::Relu,
+                Activation::Gelu,
+                Activation::GeluTanh,
+                Activation::Swish,
+            ] {
+                v.push(KernelId::BiasActivation { act, dtype });
+            }
+        }
+        v
+    }
+
     /// The module that holds this kernel.
     pub const fn module(self) -> Module {
         match self {
