@@ -1,8 +1,8 @@
 //! Scaled dot-product attention (Vaswani et al., 2017, eq. 1):
 //! `softmax(Q·Kᵀ·scale + mask)·V` per batch row and head, in f32.
 //!
-//! Masks: key padding (per-key booleans or per-row valid lengths for right
-//! padding), causal (a query at absolute position `p` sees keys `0..=p`,
+//! Masks: key padding (per-row valid lengths for right padding), a boolean
+//! mask per query and key, causal (a query at absolute position `p` sees keys `0..=p`,
 //! where the `q_len` queries are the *last* `q_len` positions of the `k_len`
 //! keys, so that decoding with a KV cache of `k_len - q_len` tokens works),
 //! and an optional additive mask as Hugging Face builds it. A masked score is
@@ -31,8 +31,9 @@ pub struct AttentionDims {
 /// Which keys each query may see. `Default` masks nothing.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct AttentionMask<'a> {
-    /// `[batch, k_len]`: `true` where the key may be attended.
-    pub key_valid: Option<&'a [bool]>,
+    /// `[batch, q_len, k_len]`: `true` where query `i` may attend key `j`
+    /// (a boolean mask, broadcast over heads).
+    pub allowed: Option<&'a [bool]>,
     /// `[batch]`: number of real keys of each row (right padding); keys at
     /// `>= key_lengths[b]` are masked.
     pub key_lengths: Option<&'a [usize]>,
@@ -168,8 +169,8 @@ fn attend(
         k_len,
         head_dim,
     } = dims;
-    if let Some(m) = mask.key_valid {
-        check_len("attention", "key_valid", m.len(), &[batch, k_len])?;
+    if let Some(m) = mask.allowed {
+        check_len("attention", "allowed mask", m.len(), &[batch, q_len, k_len])?;
     }
     if let Some(l) = mask.key_lengths {
         check_len("attention", "key_lengths", l.len(), &[batch])?;
@@ -197,8 +198,8 @@ fn attend(
                 let mut any = false;
                 for (j, s) in scores.iter_mut().enumerate() {
                     let mut keep = j < visible;
-                    if let Some(m) = mask.key_valid {
-                        keep &= m[b * k_len + j];
+                    if let Some(m) = mask.allowed {
+                        keep &= m[(b * q_len + i) * k_len + j];
                     }
                     let mut add = 0.0f32;
                     if let Some(a) = mask.additive {

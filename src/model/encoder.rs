@@ -20,14 +20,25 @@ impl<B: Backend> MarianModel<B> {
     /// Encodes a batch of sources (ids including the trailing EOS), right
     /// padded with `pad_token_id`.
     ///
-    /// Errors: [`Error::InvalidArgument`] for an empty source or an id past
-    /// the vocabulary.
+    /// Errors: [`Error::InvalidArgument`] for an empty source, a source longer
+    /// than `max_position_embeddings`, or an id past the vocabulary.
     pub fn encode(&self, sources: &[Vec<u32>]) -> Result<EncoderOutput<B::Tensor>> {
         let cfg = &self.config;
         if let Some(i) = sources.iter().position(Vec::is_empty) {
             return Err(Error::invalid(
                 "encode",
                 format!("source {i} is empty (it needs at least the EOS token)"),
+            ));
+        }
+        let max_pos = cfg.max_position_embeddings;
+        if let Some((i, s)) = sources.iter().enumerate().find(|(_, s)| s.len() > max_pos) {
+            // Hugging Face cannot embed positions past its table either.
+            return Err(Error::invalid(
+                "encode",
+                format!(
+                    "source {i} has {} tokens; the model's max_position_embeddings is {max_pos}",
+                    s.len()
+                ),
             ));
         }
         let lengths: Vec<usize> = sources.iter().map(Vec::len).collect();

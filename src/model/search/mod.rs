@@ -34,8 +34,10 @@ impl<B: Backend> MarianModel<B> {
     /// Greedy when `gen.num_beams == 1`, beam search otherwise. A source's
     /// result does not depend on the other sources of the batch.
     ///
-    /// Errors: [`Error::InvalidArgument`] for an empty source, an id past the
-    /// vocabulary, or invalid settings (see [`GenerationConfig::validate`]).
+    /// Errors: [`Error::InvalidArgument`] for an empty source, a source longer
+    /// than `max_position_embeddings`, an id past the vocabulary, a beam
+    /// width the vocabulary cannot fill, or invalid settings (see
+    /// [`GenerationConfig::validate`]).
     /// An empty `sources` gives `Ok(vec![])`.
     pub fn generate(
         &self,
@@ -61,6 +63,15 @@ impl<B: Backend> MarianModel<B> {
                     format!("source {i}: token id {id} >= vocab_size {src_vocab}"),
                 ));
             }
+        }
+        // Beam search keeps max(2, 1 + n_eos) · num_beams candidates per step
+        // (Hugging Face's top-k would fail on a smaller vocabulary).
+        let keep = (1 + gen.eos_token_id.len()).max(2) * gen.num_beams;
+        if gen.num_beams > 1 && keep > gen.num_beams * vocab {
+            return Err(Error::invalid(
+                "generate",
+                format!("num_beams {} needs {keep} candidates per step but the vocabulary has {vocab} tokens", gen.num_beams),
+            ));
         }
         let enc = self.encode(sources)?;
         // Room for every decoder input up front when it is small; the cache
