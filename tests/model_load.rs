@@ -267,7 +267,7 @@ fn generate_argument_errors_and_empty_batch() {
     bad.max_length = 5;
     assert_eq!(model.generate(&[vec![3, EOS]], &bad).unwrap()[0].len(), 1);
     let long = vec![3u32; 65]; // max_position_embeddings is 64
-    assert!(invalid(model.generate(&[long.clone()], &gen)));
+    assert!(invalid(model.generate(std::slice::from_ref(&long), &gen)));
     assert!(matches!(
         model.encode(&[long]),
         Err(Error::InvalidArgument { .. })
