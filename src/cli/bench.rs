@@ -218,6 +218,10 @@ fn bench_dtype<T: DeviceElement>(b: &mut Bench, quick: bool, rows: &mut Vec<Row>
         &[1, 16, 128, 1024, 4096, 16384]
     };
 
+    // (convert.cu is not timed: its wrapper allocates and zero-fills the
+    // output on every call, which would be timed with it; it runs once per
+    // weight upload. `verify` checks it.)
+
     // Residual + LayerNorm: read x, residual, gamma, beta; write out.
     for &hidden in &[D_MODEL, 1024] {
         let (gs, _) = random_storage::<T>(&mut rng, hidden, 0.5, 1.5);

@@ -122,6 +122,9 @@ fn row(
 
 fn run_dtype<T: DeviceElement>(dev: &Arc<Device>, seed: u64, rows: &mut Vec<Row>) -> Result<()> {
     let mut rng = SplitMix64::new(seed ^ (T::DTYPE as u64) << 32);
+    rows.push(convert::<T, f32>(dev, &mut rng)?);
+    rows.push(convert::<T, half::f16>(dev, &mut rng)?);
+    rows.push(convert::<T, half::bf16>(dev, &mut rng)?);
     for (tokens, hidden) in [(16384, 512), (1, 512), (77, 1024), (5, 513), (3, 8192)] {
         rows.push(layer_norm::<T>(dev, &mut rng, tokens, hidden)?);
     }
@@ -150,6 +153,31 @@ fn upload<T: DeviceElement>(
     shape: &[usize],
 ) -> Result<DeviceTensor<T>> {
     DeviceTensor::from_host(dev, v, shape)
+}
+
+/// Storage conversion `S -> D` over 16384 x 512 values (f16's range):
+/// one correctly rounded step on both sides, so the tolerance is 0.
+fn convert<S: DeviceElement, D: DeviceElement>(
+    dev: &Arc<Device>,
+    rng: &mut SplitMix64,
+) -> Result<Row> {
+    let n = 16384 * 512;
+    let (src, _) = random_storage::<S>(rng, n, -60000.0, 60000.0);
+    let expected = widen(&cpu::convert::convert::<S, D>(&src));
+    let out = cuda::convert::convert::<S, D>(&upload(dev, &src, &[n])?)?;
+    let got = widen(&out.to_host()?);
+    Ok(row(
+        &format!("convert to {}", D::DTYPE),
+        S::DTYPE,
+        format!("{n}"),
+        &got,
+        &expected,
+        Tolerance {
+            abs: 0.0,
+            rel: 0.0,
+            reason: "one round-to-nearest-even on both sides: bit-exact",
+        },
+    ))
 }
 
 fn layer_norm<T: DeviceElement>(
