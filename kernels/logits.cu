@@ -21,8 +21,9 @@
 // logits and bias.
 //
 // Launch: one 256-thread block per row (grid = rows). Thread t reads the
-// elements t, t + 256, ... of its row (coalesced scalar loads: a row of an
-// odd vocabulary such as 58101 is not 16-byte aligned); it keeps an online
+// elements t, t + 256, ... of its row, 8 loads in flight at a time
+// (coalesced scalar loads: a row of an odd vocabulary such as 58101 is not
+// 16-byte aligned); it keeps an online
 // (max, sum of exp) pair and, in registers, its own best K (value, id)
 // pairs sorted by insertion. The block merges the pairs by a shuffle +
 // shared-memory reduction, then selects the k best by k rounds of block
@@ -39,6 +40,8 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
+// Elements each thread loads before using any of them.
+constexpr int kUnroll = 8;
 
 // The order of candidates: larger score first, then lower id. Id -1 (as
 // unsigned, the largest) marks an empty slot, worse than any real entry.
@@ -119,27 +122,41 @@ __device__ __forceinline__ void logits_impl(const LogitsParams& p) {
         ci[j] = -1;
     }
 
-    for (int64_t v = threadIdx.x; v < V; v += kThreads) {
-        const float x = score_at<T>(row, bias, v, p.pad_id);
-        if (x > m) {
-            s = s * expf(m - x) + 1.0f;  // exp(-inf) = 0 on the first element
-            m = x;
-        } else if (x > -CUDART_INF_F) {
-            s += expf(x - m);
-        }
-        const int32_t id = static_cast<int32_t>(v);
-        if (better(x, id, cv[K - 1], ci[K - 1])) {
-            cv[K - 1] = x;
-            ci[K - 1] = id;
+    // kUnroll independent loads in flight per thread before any of them is
+    // used: with one block per row (a greedy step has one row) the loop is
+    // latency-bound, not bandwidth-bound.
+    for (int64_t base = threadIdx.x; base < V; base += static_cast<int64_t>(kThreads) * kUnroll) {
+        float xs[kUnroll];
 #pragma unroll
-            for (int j = K - 1; j > 0; --j) {
-                if (better(cv[j], ci[j], cv[j - 1], ci[j - 1])) {
-                    const float tv = cv[j];
-                    const int32_t ti = ci[j];
-                    cv[j] = cv[j - 1];
-                    ci[j] = ci[j - 1];
-                    cv[j - 1] = tv;
-                    ci[j - 1] = ti;
+        for (int u = 0; u < kUnroll; ++u) {
+            const int64_t v = base + static_cast<int64_t>(u) * kThreads;
+            xs[u] = v < V ? score_at<T>(row, bias, v, p.pad_id) : -CUDART_INF_F;
+        }
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) {
+            const int64_t v = base + static_cast<int64_t>(u) * kThreads;
+            if (v >= V) break;
+            const float x = xs[u];
+            if (x > m) {
+                s = s * expf(m - x) + 1.0f;  // exp(-inf) = 0 on the first element
+                m = x;
+            } else if (x > -CUDART_INF_F) {
+                s += expf(x - m);
+            }
+            const int32_t id = static_cast<int32_t>(v);
+            if (better(x, id, cv[K - 1], ci[K - 1])) {
+                cv[K - 1] = x;
+                ci[K - 1] = id;
+#pragma unroll
+                for (int j = K - 1; j > 0; --j) {
+                    if (better(cv[j], ci[j], cv[j - 1], ci[j - 1])) {
+                        const float tv = cv[j];
+                        const int32_t ti = ci[j];
+                        cv[j] = cv[j - 1];
+                        ci[j] = ci[j - 1];
+                        cv[j - 1] = tv;
+                        ci[j - 1] = ti;
+                    }
                 }
             }
         }
