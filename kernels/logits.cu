@@ -20,10 +20,14 @@
 // of k; the wrapper takes the smallest K >= k), dtype f32/f16/bf16 storage of
 // logits and bias.
 //
-// Launch: one 256-thread block per row (grid = rows). Thread t reads the
-// elements t, t + 256, ... of its row, 8 loads in flight at a time
-// (coalesced scalar loads: a row of an odd vocabulary such as 58101 is not
-// 16-byte aligned); it keeps an online
+// Launch: one 256-thread block per row (grid = rows). When the row (and the
+// bias) is 16-byte aligned (row 0 always; every row when vocab * sizeof(T)
+// is a multiple of 16) thread t reads the 16-byte chunks t, t + 256, ...
+// with 128-bit loads, two in flight, and the tail past the last whole chunk
+// element by element; a misaligned row (odd vocabularies such as 58101 make
+// most rows misaligned) is read element by element, t, t + 256, ..., eight
+// loads in flight. Few rows (a greedy step of one sentence) leave the loop
+// latency-bound, hence the loads in flight. Each thread keeps an online
 // (max, sum of exp) pair and, in registers, its own best K (value, id)
 // pairs sorted by insertion. The block merges the pairs by a shuffle +
 // shared-memory reduction, then selects the k best by k rounds of block
@@ -40,8 +44,10 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
-// Elements each thread loads before using any of them.
+// Elements each thread loads before using any of them (scalar path).
 constexpr int kUnroll = 8;
+// 16-byte chunks each thread loads before using any of them (vector path).
+constexpr int kVecUnroll = 2;
 
 // The order of candidates: larger score first, then lower id. Id -1 (as
 // unsigned, the largest) marks an empty slot, worse than any real entry.
@@ -100,6 +106,50 @@ __device__ __forceinline__ float score_at(const T* row, const T* bias, int64_t v
     return x;
 }
 
+// One thread's view of its share of a row: the online (max, sum of exp)
+// pair and its best K (score, id) pairs, sorted, best first.
+template <int K>
+struct RowState {
+    float m = -CUDART_INF_F;
+    float s = 0.0f;
+    float cv[K];
+    int32_t ci[K];
+
+    __device__ __forceinline__ RowState() {
+#pragma unroll
+        for (int j = 0; j < K; ++j) {
+            cv[j] = -CUDART_INF_F;
+            ci[j] = -1;
+        }
+    }
+
+    // Takes score x of token id (in any order: the result does not depend on it
+    // beyond the rounding of the sum).
+    __device__ __forceinline__ void consume(float x, int32_t id) {
+        if (x > m) {
+            s = s * expf(m - x) + 1.0f;  // exp(-inf) = 0 on the first element
+            m = x;
+        } else if (x > -CUDART_INF_F) {
+            s += expf(x - m);
+        }
+        if (better(x, id, cv[K - 1], ci[K - 1])) {
+            cv[K - 1] = x;
+            ci[K - 1] = id;
+#pragma unroll
+            for (int j = K - 1; j > 0; --j) {
+                if (better(cv[j], ci[j], cv[j - 1], ci[j - 1])) {
+                    const float tv = cv[j];
+                    const int32_t ti = ci[j];
+                    cv[j] = cv[j - 1];
+                    ci[j] = ci[j - 1];
+                    cv[j - 1] = tv;
+                    ci[j - 1] = ti;
+                }
+            }
+        }
+    }
+};
+
 template <typename T, int K>
 __device__ __forceinline__ void logits_impl(const LogitsParams& p) {
     __shared__ float s_m[kWarps];
@@ -113,19 +163,51 @@ __device__ __forceinline__ void logits_impl(const LogitsParams& p) {
     const T* bias = static_cast<const T*>(p.bias);
     const int64_t V = p.vocab;
 
-    float m = -CUDART_INF_F, s = 0.0f;
-    float cv[K];
-    int32_t ci[K];
+    RowState<K> st;
+    int64_t scalar_from = 0;
+
+    // Aligned row (always row 0; every row when vocab * sizeof(T) is a
+    // multiple of 16): whole 16-byte chunks by 128-bit loads, kVecUnroll
+    // chunks in flight per thread. Chunk c covers ids c*W .. c*W + W - 1,
+    // so the bias chunk is aligned too.
+    constexpr int W = tk::Vec16<T>::N;
+    if (tk::aligned16(row) && (bias == nullptr || tk::aligned16(bias))) {
+        const int64_t n_chunks = V / W;
+        for (int64_t c0 = threadIdx.x; c0 < n_chunks;
+             c0 += static_cast<int64_t>(kThreads) * kVecUnroll) {
+            float xs[kVecUnroll][W];
 #pragma unroll
-    for (int j = 0; j < K; ++j) {
-        cv[j] = -CUDART_INF_F;
-        ci[j] = -1;
+            for (int u = 0; u < kVecUnroll; ++u) {
+                const int64_t c = c0 + static_cast<int64_t>(u) * kThreads;
+                if (c < n_chunks) {
+                    tk::load16_f32<T>(row + c * W, xs[u]);
+                    if (bias != nullptr) {
+                        float b[W];
+                        tk::load16_f32<T>(bias + c * W, b);
+#pragma unroll
+                        for (int w = 0; w < W; ++w) xs[u][w] += b[w];
+                    }
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < kVecUnroll; ++u) {
+                const int64_t c = c0 + static_cast<int64_t>(u) * kThreads;
+                if (c >= n_chunks) break;
+#pragma unroll
+                for (int w = 0; w < W; ++w) {
+                    const int64_t v = c * W + w;
+                    st.consume(v == p.pad_id ? -CUDART_INF_F : xs[u][w], static_cast<int32_t>(v));
+                }
+            }
+        }
+        scalar_from = n_chunks * W;
     }
 
-    // kUnroll independent loads in flight per thread before any of them is
-    // used: with one block per row (a greedy step has one row) the loop is
-    // latency-bound, not bandwidth-bound.
-    for (int64_t base = threadIdx.x; base < V; base += static_cast<int64_t>(kThreads) * kUnroll) {
+    // The rest (the tail past the last whole chunk, or a misaligned row)
+    // element by element, kUnroll independent loads in flight per thread
+    // before any is used: with few rows the loop is latency-bound.
+    for (int64_t base = scalar_from + threadIdx.x; base < V;
+         base += static_cast<int64_t>(kThreads) * kUnroll) {
         float xs[kUnroll];
 #pragma unroll
         for (int u = 0; u < kUnroll; ++u) {
@@ -136,31 +218,10 @@ __device__ __forceinline__ void logits_impl(const LogitsParams& p) {
         for (int u = 0; u < kUnroll; ++u) {
             const int64_t v = base + static_cast<int64_t>(u) * kThreads;
             if (v >= V) break;
-            const float x = xs[u];
-            if (x > m) {
-                s = s * expf(m - x) + 1.0f;  // exp(-inf) = 0 on the first element
-                m = x;
-            } else if (x > -CUDART_INF_F) {
-                s += expf(x - m);
-            }
-            const int32_t id = static_cast<int32_t>(v);
-            if (better(x, id, cv[K - 1], ci[K - 1])) {
-                cv[K - 1] = x;
-                ci[K - 1] = id;
-#pragma unroll
-                for (int j = K - 1; j > 0; --j) {
-                    if (better(cv[j], ci[j], cv[j - 1], ci[j - 1])) {
-                        const float tv = cv[j];
-                        const int32_t ti = ci[j];
-                        cv[j] = cv[j - 1];
-                        ci[j] = ci[j - 1];
-                        cv[j - 1] = tv;
-                        ci[j - 1] = ti;
-                    }
-                }
-            }
+            st.consume(xs[u], static_cast<int32_t>(v));
         }
     }
+    float m = st.m, s = st.s;
 
     // Row log-sum-exp: warp merge, then across warps.
 #pragma unroll
@@ -184,22 +245,22 @@ __device__ __forceinline__ void logits_impl(const LogitsParams& p) {
     // Top-k: k rounds of block argmax over the threads' heads.
     const int k = p.k < K ? p.k : K;
     for (int r = 0; r < k; ++r) {
-        float wv = cv[0];
-        int32_t wi = ci[0];
+        float wv = st.cv[0];
+        int32_t wi = st.ci[0];
         block_argmax(wv, wi, s_v, s_i);
         if (threadIdx.x == 0) {
             p.topk_ids[row_idx * p.k + r] = wi;
             p.topk_log_probs[row_idx * p.k + r] =
                 lse == -CUDART_INF_F ? -CUDART_INF_F : wv - lse;
         }
-        if (wi != -1 && ci[0] == wi) {
+        if (wi != -1 && st.ci[0] == wi) {
 #pragma unroll
             for (int j = 0; j < K - 1; ++j) {
-                cv[j] = cv[j + 1];
-                ci[j] = ci[j + 1];
+                st.cv[j] = st.cv[j + 1];
+                st.ci[j] = st.ci[j + 1];
             }
-            cv[K - 1] = -CUDART_INF_F;
-            ci[K - 1] = -1;
+            st.cv[K - 1] = -CUDART_INF_F;
+            st.ci[K - 1] = -1;
         }
     }
 
