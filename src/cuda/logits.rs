@@ -5,6 +5,12 @@
 //!
 //! Reference: [`crate::cpu::logits::logits_step`].
 //!
+//! Shape of the launch: one 256-thread block per row, so a step with fewer
+//! rows than the GPU has SMs (greedy decoding of one sentence: one row)
+//! leaves most of the GPU idle; the kernel keeps several loads in flight per
+//! thread to stay latency-tolerant there. Splitting the vocabulary of a row
+//! across blocks would use the whole GPU for such steps (not done).
+//!
 //! Run status: compiled, not run (no GPU run recorded in BENCHMARKS.md).
 
 use std::sync::Arc;
