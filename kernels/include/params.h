@@ -31,4 +31,104 @@ typedef struct ConvertParams {
     int64_t n;
 } ConvertParams;
 
+/**
+ * layer_norm.cu: out = LN(x + residual) * gamma + beta over rows of `hidden`
+ * elements (post-LN Transformer sublayer output), f32 statistics.
+ */
+typedef struct LayerNormParams {
+    /** Device pointer: [rows, hidden] storage elements, row-major, contiguous. */
+    const void *x;
+    /** Device pointer: [rows, hidden] added to x before normalising, or NULL for plain LN. */
+    const void *residual;
+    /** Device pointer: [hidden] scale (LayerNorm weight). */
+    const void *gamma;
+    /** Device pointer: [hidden] shift (LayerNorm bias). */
+    const void *beta;
+    /** Device pointer: [rows, hidden] output; may be exactly x or residual (in place), must not partially overlap them. */
+    void *out;
+    /** Number of rows (tokens), >= 0. */
+    int64_t rows;
+    /** Elements per row, 1 ..= 8192 (the kernels keep a row in registers). */
+    int64_t hidden;
+    /** Added to the variance before the square root; > 0 (1e-5 in Marian). */
+    float eps;
+} LayerNormParams;
+
+/**
+ * embedding.cu: out[t] = table[ids[t]] * scale + sinusoid(position_offset + t % seq_len).
+ */
+typedef struct EmbeddingParams {
+    /** Device pointer: [tokens] token ids (int32), row-major [batch, seq_len]. */
+    const int32_t *ids;
+    /** Device pointer: [vocab, d_model] embedding table (model.shared.weight). */
+    const void *table;
+    /** Device pointer: [tokens, d_model] output. */
+    void *out;
+    /** Number of ids (batch * seq_len), >= 0. */
+    int64_t tokens;
+    /** Tokens per sequence, >= 1: token t sits at position position_offset + t % seq_len. */
+    int64_t seq_len;
+    /** Model width, >= 1: elements per table and output row. */
+    int64_t d_model;
+    /** Rows of the table; an id outside [0, vocab) yields a row of NaN (the safe wrapper rejects it before launch). */
+    int64_t vocab;
+    /** Position of the first token of every sequence (the KV-cache length when decoding step by step), >= 0. */
+    int64_t position_offset;
+    /** Embedding scale: sqrt(d_model) when config.scale_embedding, else 1. */
+    float scale;
+} EmbeddingParams;
+
+/**
+ * logits.cu: per row, score = logits + final_logits_bias with the pad column
+ * at -inf; log-softmax over the vocabulary in f32; the top-k scores.
+ */
+typedef struct LogitsParams {
+    /** Device pointer: [rows, vocab] storage elements, row r starting at r * row_stride. */
+    const void *logits;
+    /** Device pointer: [vocab] final_logits_bias (storage dtype), or NULL for none. */
+    const void *bias;
+    /** Device pointer: [rows, vocab] f32 log-probabilities, or NULL to skip writing them. */
+    float *log_probs;
+    /** Device pointer: [rows, k] int32 token ids of the k best scores per row, best first (ties: lower id first). */
+    int32_t *topk_ids;
+    /** Device pointer: [rows, k] f32 log-probabilities of topk_ids. */
+    float *topk_log_probs;
+    /** Number of rows (batch * beams), >= 0. */
+    int64_t rows;
+    /** Vocabulary size, >= 1 (58101 for opus-mt-en-de). */
+    int64_t vocab;
+    /** Elements between the starts of consecutive logits rows, >= vocab. */
+    int64_t row_stride;
+    /** Column forced to -inf before normalising (pad_token_id), or -1 for none. */
+    int64_t pad_id;
+    /** Number of best tokens per row, 1 ..= the kernel's compile-time maximum and <= vocab; 1 is greedy argmax. */
+    int32_t k;
+} LogitsParams;
+
+/** Element-wise activation of bias_activation.cu (Hugging Face activation_function names). */
+typedef enum TkActivation {
+    /** "relu": max(x, 0). */
+    TK_ACT_RELU = 0,
+    /** "gelu": exact GELU, 0.5 x (1 + erf(x / sqrt 2)). */
+    TK_ACT_GELU = 1,
+    /** "gelu_new" / "gelu_pytorch_tanh": 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
+    TK_ACT_GELU_TANH = 2,
+    /** "swish" / "silu": x * sigmoid(x). */
+    TK_ACT_SWISH = 3,
+} TkActivation;
+
+/** bias_activation.cu: out[r, c] = act(x[r, c] + bias[c]). */
+typedef struct BiasActivationParams {
+    /** Device pointer: [rows, cols] storage elements, row-major, contiguous. */
+    const void *x;
+    /** Device pointer: [cols] bias, or NULL for none. */
+    const void *bias;
+    /** Device pointer: [rows, cols] output; may be exactly x (in place). */
+    void *out;
+    /** Number of rows, >= 0. */
+    int64_t rows;
+    /** Elements per row, >= 1. */
+    int64_t cols;
+} BiasActivationParams;
+
 #endif /* TK_PARAMS_H */

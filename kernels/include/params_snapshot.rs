@@ -28,3 +28,167 @@ const _: () = {
     ["Offset of field: ConvertParams::dst"][::core::mem::offset_of!(ConvertParams, dst) - 8usize];
     ["Offset of field: ConvertParams::n"][::core::mem::offset_of!(ConvertParams, n) - 16usize];
 };
+#[doc = " layer_norm.cu: out = LN(x + residual) * gamma + beta over rows of `hidden`\n elements (post-LN Transformer sublayer output), f32 statistics."]
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct LayerNormParams {
+    #[doc = " Device pointer: [rows, hidden] storage elements, row-major, contiguous."]
+    pub x: *const ::core::ffi::c_void,
+    #[doc = " Device pointer: [rows, hidden] added to x before normalising, or NULL for plain LN."]
+    pub residual: *const ::core::ffi::c_void,
+    #[doc = " Device pointer: [hidden] scale (LayerNorm weight)."]
+    pub gamma: *const ::core::ffi::c_void,
+    #[doc = " Device pointer: [hidden] shift (LayerNorm bias)."]
+    pub beta: *const ::core::ffi::c_void,
+    #[doc = " Device pointer: [rows, hidden] output; may be exactly x or residual (in place), must not partially overlap them."]
+    pub out: *mut ::core::ffi::c_void,
+    #[doc = " Number of rows (tokens), >= 0."]
+    pub rows: i64,
+    #[doc = " Elements per row, 1 ..= 8192 (the kernels keep a row in registers)."]
+    pub hidden: i64,
+    #[doc = " Added to the variance before the square root; > 0 (1e-5 in Marian)."]
+    pub eps: f32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of LayerNormParams"][::core::mem::size_of::<LayerNormParams>() - 64usize];
+    ["Alignment of LayerNormParams"][::core::mem::align_of::<LayerNormParams>() - 8usize];
+    ["Offset of field: LayerNormParams::x"][::core::mem::offset_of!(LayerNormParams, x) - 0usize];
+    ["Offset of field: LayerNormParams::residual"]
+        [::core::mem::offset_of!(LayerNormParams, residual) - 8usize];
+    ["Offset of field: LayerNormParams::gamma"]
+        [::core::mem::offset_of!(LayerNormParams, gamma) - 16usize];
+    ["Offset of field: LayerNormParams::beta"]
+        [::core::mem::offset_of!(LayerNormParams, beta) - 24usize];
+    ["Offset of field: LayerNormParams::out"]
+        [::core::mem::offset_of!(LayerNormParams, out) - 32usize];
+    ["Offset of field: LayerNormParams::rows"]
+        [::core::mem::offset_of!(LayerNormParams, rows) - 40usize];
+    ["Offset of field: LayerNormParams::hidden"]
+        [::core::mem::offset_of!(LayerNormParams, hidden) - 48usize];
+    ["Offset of field: LayerNormParams::eps"]
+        [::core::mem::offset_of!(LayerNormParams, eps) - 56usize];
+};
+#[doc = " embedding.cu: out[t] = table[ids[t]] * scale + sinusoid(position_offset + t % seq_len)."]
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct EmbeddingParams {
+    #[doc = " Device pointer: [tokens] token ids (int32), row-major [batch, seq_len]."]
+    pub ids: *const i32,
+    #[doc = " Device pointer: [vocab, d_model] embedding table (model.shared.weight)."]
+    pub table: *const ::core::ffi::c_void,
+    #[doc = " Device pointer: [tokens, d_model] output."]
+    pub out: *mut ::core::ffi::c_void,
+    #[doc = " Number of ids (batch * seq_len), >= 0."]
+    pub tokens: i64,
+    #[doc = " Tokens per sequence, >= 1: token t sits at position position_offset + t % seq_len."]
+    pub seq_len: i64,
+    #[doc = " Model width, >= 1: elements per table and output row."]
+    pub d_model: i64,
+    #[doc = " Rows of the table; an id outside [0, vocab) yields a row of NaN (the safe wrapper rejects it before launch)."]
+    pub vocab: i64,
+    #[doc = " Position of the first token of every sequence (the KV-cache length when decoding step by step), >= 0."]
+    pub position_offset: i64,
+    #[doc = " Embedding scale: sqrt(d_model) when config.scale_embedding, else 1."]
+    pub scale: f32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of EmbeddingParams"][::core::mem::size_of::<EmbeddingParams>() - 72usize];
+    ["Alignment of EmbeddingParams"][::core::mem::align_of::<EmbeddingParams>() - 8usize];
+    ["Offset of field: EmbeddingParams::ids"]
+        [::core::mem::offset_of!(EmbeddingParams, ids) - 0usize];
+    ["Offset of field: EmbeddingParams::table"]
+        [::core::mem::offset_of!(EmbeddingParams, table) - 8usize];
+    ["Offset of field: EmbeddingParams::out"]
+        [::core::mem::offset_of!(EmbeddingParams, out) - 16usize];
+    ["Offset of field: EmbeddingParams::tokens"]
+        [::core::mem::offset_of!(EmbeddingParams, tokens) - 24usize];
+    ["Offset of field: EmbeddingParams::seq_len"]
+        [::core::mem::offset_of!(EmbeddingParams, seq_len) - 32usize];
+    ["Offset of field: EmbeddingParams::d_model"]
+        [::core::mem::offset_of!(EmbeddingParams, d_model) - 40usize];
+    ["Offset of field: EmbeddingParams::vocab"]
+        [::core::mem::offset_of!(EmbeddingParams, vocab) - 48usize];
+    ["Offset of field: EmbeddingParams::position_offset"]
+        [::core::mem::offset_of!(EmbeddingParams, position_offset) - 56usize];
+    ["Offset of field: EmbeddingParams::scale"]
+        [::core::mem::offset_of!(EmbeddingParams, scale) - 64usize];
+};
+#[doc = " logits.cu: per row, score = logits + final_logits_bias with the pad column\n at -inf; log-softmax over the vocabulary in f32; the top-k scores."]
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct LogitsParams {
+    #[doc = " Device pointer: [rows, vocab] storage elements, row r starting at r * row_stride."]
+    pub logits: *const ::core::ffi::c_void,
+    #[doc = " Device pointer: [vocab] final_logits_bias (storage dtype), or NULL for none."]
+    pub bias: *const ::core::ffi::c_void,
+    #[doc = " Device pointer: [rows, vocab] f32 log-probabilities, or NULL to skip writing them."]
+    pub log_probs: *mut f32,
+    #[doc = " Device pointer: [rows, k] int32 token ids of the k best scores per row, best first (ties: lower id first)."]
+    pub topk_ids: *mut i32,
+    #[doc = " Device pointer: [rows, k] f32 log-probabilities of topk_ids."]
+    pub topk_log_probs: *mut f32,
+    #[doc = " Number of rows (batch * beams), >= 0."]
+    pub rows: i64,
+    #[doc = " Vocabulary size, >= 1 (58101 for opus-mt-en-de)."]
+    pub vocab: i64,
+    #[doc = " Elements between the starts of consecutive logits rows, >= vocab."]
+    pub row_stride: i64,
+    #[doc = " Column forced to -inf before normalising (pad_token_id), or -1 for none."]
+    pub pad_id: i64,
+    #[doc = " Number of best tokens per row, 1 ..= the kernel's compile-time maximum and <= vocab; 1 is greedy argmax."]
+    pub k: i32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of LogitsParams"][::core::mem::size_of::<LogitsParams>() - 80usize];
+    ["Alignment of LogitsParams"][::core::mem::align_of::<LogitsParams>() - 8usize];
+    ["Offset of field: LogitsParams::logits"]
+        [::core::mem::offset_of!(LogitsParams, logits) - 0usize];
+    ["Offset of field: LogitsParams::bias"][::core::mem::offset_of!(LogitsParams, bias) - 8usize];
+    ["Offset of field: LogitsParams::log_probs"]
+        [::core::mem::offset_of!(LogitsParams, log_probs) - 16usize];
+    ["Offset of field: LogitsParams::topk_ids"]
+        [::core::mem::offset_of!(LogitsParams, topk_ids) - 24usize];
+    ["Offset of field: LogitsParams::topk_log_probs"]
+        [::core::mem::offset_of!(LogitsParams, topk_log_probs) - 32usize];
+    ["Offset of field: LogitsParams::rows"][::core::mem::offset_of!(LogitsParams, rows) - 40usize];
+    ["Offset of field: LogitsParams::vocab"]
+        [::core::mem::offset_of!(LogitsParams, vocab) - 48usize];
+    ["Offset of field: LogitsParams::row_stride"]
+        [::core::mem::offset_of!(LogitsParams, row_stride) - 56usize];
+    ["Offset of field: LogitsParams::pad_id"]
+        [::core::mem::offset_of!(LogitsParams, pad_id) - 64usize];
+    ["Offset of field: LogitsParams::k"][::core::mem::offset_of!(LogitsParams, k) - 72usize];
+};
+#[doc = " bias_activation.cu: out[r, c] = act(x[r, c] + bias[c])."]
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct BiasActivationParams {
+    #[doc = " Device pointer: [rows, cols] storage elements, row-major, contiguous."]
+    pub x: *const ::core::ffi::c_void,
+    #[doc = " Device pointer: [cols] bias, or NULL for none."]
+    pub bias: *const ::core::ffi::c_void,
+    #[doc = " Device pointer: [rows, cols] output; may be exactly x (in place)."]
+    pub out: *mut ::core::ffi::c_void,
+    #[doc = " Number of rows, >= 0."]
+    pub rows: i64,
+    #[doc = " Elements per row, >= 1."]
+    pub cols: i64,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of BiasActivationParams"][::core::mem::size_of::<BiasActivationParams>() - 40usize];
+    ["Alignment of BiasActivationParams"][::core::mem::align_of::<BiasActivationParams>() - 8usize];
+    ["Offset of field: BiasActivationParams::x"]
+        [::core::mem::offset_of!(BiasActivationParams, x) - 0usize];
+    ["Offset of field: BiasActivationParams::bias"]
+        [::core::mem::offset_of!(BiasActivationParams, bias) - 8usize];
+    ["Offset of field: BiasActivationParams::out"]
+        [::core::mem::offset_of!(BiasActivationParams, out) - 16usize];
+    ["Offset of field: BiasActivationParams::rows"]
+        [::core::mem::offset_of!(BiasActivationParams, rows) - 24usize];
+    ["Offset of field: BiasActivationParams::cols"]
+        [::core::mem::offset_of!(BiasActivationParams, cols) - 32usize];
+};

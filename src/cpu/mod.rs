@@ -7,10 +7,12 @@
 pub mod activation;
 pub mod attention;
 pub mod backend;
+pub mod bias_activation;
 pub mod convert;
 pub mod embedding;
 pub mod layer_norm;
 pub mod linear;
+pub mod logits;
 pub mod residual;
 pub mod softmax;
 

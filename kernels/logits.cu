@@ -1,0 +1,292 @@
+// The end of a decoder step, fused: from the output-projection logits of
+// each row (one row per sentence and beam) to what greedy and beam search
+// need, in one launch per step:
+//
+//   score[v]     = logits[v] + final_logits_bias[v]    (f32; -inf at v = pad_id)
+//   lse          = max + log(sum_v exp(score[v] - max))  (f32, online over the row)
+//   log_probs[v] = score[v] - lse                       (optional output, f32)
+//   topk         = the k largest scores, best first, ties to the lower id,
+//                  returned as ids and log-probabilities (k = 1: greedy argmax)
+//
+// The bias add is CASES.md D1 (non-zero for multilingual opus-mt models);
+// the pad column is masked before normalising (Marian never generates pad:
+// HF bad_words_ids = [[pad_token_id]]). Beam search takes k = 2 * num_beams
+// per row; the best 2 * num_beams of a sentence's num_beams * vocab
+// candidates are among the union of its rows' top-k (HF `generate`).
+// A row whose every score is -inf gets lse = -inf and log-probabilities -inf
+// (never NaN).
+//
+// Variants: logits_topk<K>_<dtype>, K = 1, 8, 32 (the compile-time maximum
+// of k; the wrapper takes the smallest K >= k), dtype f32/f16/bf16 storage of
+// logits and bias.
+//
+// Launch: one 256-thread block per row (grid = rows). When the row (and the
+// bias) is 16-byte aligned (row 0 always; every row when vocab * sizeof(T)
+// is a multiple of 16) thread t reads the 16-byte chunks t, t + 256, ...
+// with 128-bit loads, two in flight, and the tail past the last whole chunk
+// element by element; a misaligned row (odd vocabularies such as 58101 make
+// most rows misaligned) is read element by element, t, t + 256, ..., eight
+// loads in flight. Few rows (a greedy step of one sentence) leave the loop
+// latency-bound, hence the loads in flight. Each thread keeps an online
+// (max, sum of exp) pair and, in registers, its own best K (value, id)
+// pairs sorted by insertion. The block merges the pairs by a shuffle +
+// shared-memory reduction, then selects the k best by k rounds of block
+// argmax over the threads' current heads (the winner pops its head): every
+// element of the global top-k is in its thread's top-K, so k <= K rounds
+// are exact. A second pass (L2-resident row) writes log_probs when asked.
+// Vocabularies of any size (64k and beyond) run in this one launch.
+
+#include <math_constants.h>
+
+#include "common.cuh"
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+// Elements each thread loads before using any of them (scalar path).
+constexpr int kUnroll = 8;
+// 16-byte chunks each thread loads before using any of them (vector path).
+constexpr int kVecUnroll = 2;
+
+// The order of candidates: larger score first, then lower id. Id -1 (as
+// unsigned, the largest) marks an empty slot, worse than any real entry.
+__device__ __forceinline__ bool better(float v1, int32_t i1, float v2, int32_t i2) {
+    return v1 > v2 || (v1 == v2 && static_cast<uint32_t>(i1) < static_cast<uint32_t>(i2));
+}
+
+// Online log-sum-exp pair: (running max m, sum of exp(x - m)).
+__device__ __forceinline__ void lse_merge(float& m, float& s, float m2, float s2) {
+    const float mx = fmaxf(m, m2);
+    if (mx == -CUDART_INF_F) {
+        m = mx;
+        s = 0.0f;
+        return;
+    }
+    s = s * expf(m - mx) + s2 * expf(m2 - mx);
+    m = mx;
+}
+
+// Block-wide argmax under `better`; every thread gets the winner.
+__device__ __forceinline__ void block_argmax(float& v, int32_t& i, float* sv, int32_t* si) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+        const int32_t oi = __shfl_xor_sync(0xffffffffu, i, o);
+        if (better(ov, oi, v, i)) {
+            v = ov;
+            i = oi;
+        }
+    }
+    const int lane = threadIdx.x & 31;
+    __syncthreads();  // the previous round may still read sv / si
+    if (lane == 0) {
+        sv[threadIdx.x >> 5] = v;
+        si[threadIdx.x >> 5] = i;
+    }
+    __syncthreads();
+    v = lane < kWarps ? sv[lane] : -CUDART_INF_F;
+    i = lane < kWarps ? si[lane] : -1;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+        const int32_t oi = __shfl_xor_sync(0xffffffffu, i, o);
+        if (better(ov, oi, v, i)) {
+            v = ov;
+            i = oi;
+        }
+    }
+}
+
+template <typename T>
+__device__ __forceinline__ float score_at(const T* row, const T* bias, int64_t v, int64_t pad) {
+    if (v == pad) return -CUDART_INF_F;
+    float x = tk::to_f32<T>(row[v]);
+    if (bias != nullptr) x += tk::to_f32<T>(bias[v]);
+    return x;
+}
+
+// One thread's view of its share of a row: the online (max, sum of exp)
+// pair and its best K (score, id) pairs, sorted, best first.
+template <int K>
+struct RowState {
+    float m = -CUDART_INF_F;
+    float s = 0.0f;
+    float cv[K];
+    int32_t ci[K];
+
+    __device__ __forceinline__ RowState() {
+#pragma unroll
+        for (int j = 0; j < K; ++j) {
+            cv[j] = -CUDART_INF_F;
+            ci[j] = -1;
+        }
+    }
+
+    // Takes score x of token id (in any order: the result does not depend on it
+    // beyond the rounding of the sum).
+    __device__ __forceinline__ void consume(float x, int32_t id) {
+        if (x > m) {
+            s = s * expf(m - x) + 1.0f;  // exp(-inf) = 0 on the first element
+            m = x;
+        } else if (x > -CUDART_INF_F) {
+            s += expf(x - m);
+        }
+        if (better(x, id, cv[K - 1], ci[K - 1])) {
+            cv[K - 1] = x;
+            ci[K - 1] = id;
+#pragma unroll
+            for (int j = K - 1; j > 0; --j) {
+                if (better(cv[j], ci[j], cv[j - 1], ci[j - 1])) {
+                    const float tv = cv[j];
+                    const int32_t ti = ci[j];
+                    cv[j] = cv[j - 1];
+                    ci[j] = ci[j - 1];
+                    cv[j - 1] = tv;
+                    ci[j - 1] = ti;
+                }
+            }
+        }
+    }
+};
+
+template <typename T, int K>
+__device__ __forceinline__ void logits_impl(const LogitsParams& p) {
+    __shared__ float s_m[kWarps];
+    __shared__ float s_s[kWarps];
+    __shared__ float s_v[kWarps];
+    __shared__ int32_t s_i[kWarps];
+
+    const int64_t row_idx = blockIdx.x;
+    if (row_idx >= p.rows) return;
+    const T* row = static_cast<const T*>(p.logits) + row_idx * p.row_stride;
+    const T* bias = static_cast<const T*>(p.bias);
+    const int64_t V = p.vocab;
+
+    RowState<K> st;
+    int64_t scalar_from = 0;
+
+    // Aligned row (always row 0; every row when vocab * sizeof(T) is a
+    // multiple of 16): whole 16-byte chunks by 128-bit loads, kVecUnroll
+    // chunks in flight per thread. Chunk c covers ids c*W .. c*W + W - 1,
+    // so the bias chunk is aligned too.
+    constexpr int W = tk::Vec16<T>::N;
+    if (tk::aligned16(row) && (bias == nullptr || tk::aligned16(bias))) {
+        const int64_t n_chunks = V / W;
+        for (int64_t c0 = threadIdx.x; c0 < n_chunks;
+             c0 += static_cast<int64_t>(kThreads) * kVecUnroll) {
+            float xs[kVecUnroll][W];
+#pragma unroll
+            for (int u = 0; u < kVecUnroll; ++u) {
+                const int64_t c = c0 + static_cast<int64_t>(u) * kThreads;
+                if (c < n_chunks) {
+                    tk::load16_f32<T>(row + c * W, xs[u]);
+                    if (bias != nullptr) {
+                        float b[W];
+                        tk::load16_f32<T>(bias + c * W, b);
+#pragma unroll
+                        for (int w = 0; w < W; ++w) xs[u][w] += b[w];
+                    }
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < kVecUnroll; ++u) {
+                const int64_t c = c0 + static_cast<int64_t>(u) * kThreads;
+                if (c >= n_chunks) break;
+#pragma unroll
+                for (int w = 0; w < W; ++w) {
+                    const int64_t v = c * W + w;
+                    st.consume(v == p.pad_id ? -CUDART_INF_F : xs[u][w], static_cast<int32_t>(v));
+                }
+            }
+        }
+        scalar_from = n_chunks * W;
+    }
+
+    // The rest (the tail past the last whole chunk, or a misaligned row)
+    // element by element, kUnroll independent loads in flight per thread
+    // before any is used: with few rows the loop is latency-bound.
+    for (int64_t base = scalar_from + threadIdx.x; base < V;
+         base += static_cast<int64_t>(kThreads) * kUnroll) {
+        float xs[kUnroll];
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) {
+            const int64_t v = base + static_cast<int64_t>(u) * kThreads;
+            xs[u] = v < V ? score_at<T>(row, bias, v, p.pad_id) : -CUDART_INF_F;
+        }
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) {
+            const int64_t v = base + static_cast<int64_t>(u) * kThreads;
+            if (v >= V) break;
+            st.consume(xs[u], static_cast<int32_t>(v));
+        }
+    }
+    float m = st.m, s = st.s;
+
+    // Row log-sum-exp: warp merge, then across warps.
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float m2 = __shfl_xor_sync(0xffffffffu, m, o);
+        const float s2 = __shfl_xor_sync(0xffffffffu, s, o);
+        lse_merge(m, s, m2, s2);
+    }
+    const int lane = threadIdx.x & 31;
+    if (lane == 0) {
+        s_m[threadIdx.x >> 5] = m;
+        s_s[threadIdx.x >> 5] = s;
+    }
+    __syncthreads();
+    m = -CUDART_INF_F;
+    s = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) lse_merge(m, s, s_m[w], s_s[w]);
+    const float lse = m == -CUDART_INF_F ? -CUDART_INF_F : m + logf(s);
+
+    // Top-k: k rounds of block argmax over the threads' heads.
+    const int k = p.k < K ? p.k : K;
+    for (int r = 0; r < k; ++r) {
+        float wv = st.cv[0];
+        int32_t wi = st.ci[0];
+        block_argmax(wv, wi, s_v, s_i);
+        if (threadIdx.x == 0) {
+            p.topk_ids[row_idx * p.k + r] = wi;
+            p.topk_log_probs[row_idx * p.k + r] =
+                lse == -CUDART_INF_F ? -CUDART_INF_F : wv - lse;
+        }
+        if (wi != -1 && st.ci[0] == wi) {
+#pragma unroll
+            for (int j = 0; j < K - 1; ++j) {
+                st.cv[j] = st.cv[j + 1];
+                st.ci[j] = st.ci[j + 1];
+            }
+            st.cv[K - 1] = -CUDART_INF_F;
+            st.ci[K - 1] = -1;
+        }
+    }
+
+    if (p.log_probs != nullptr) {
+        float* lp = p.log_probs + row_idx * V;
+        for (int64_t v = threadIdx.x; v < V; v += kThreads) {
+            const float x = score_at<T>(row, bias, v, p.pad_id);
+            lp[v] = lse == -CUDART_INF_F ? -CUDART_INF_F : x - lse;
+        }
+    }
+}
+
+}  // namespace
+
+#define TK_LOGITS(KV, NAME, T)                                                      \
+    extern "C" __global__ void __launch_bounds__(kThreads) logits_topk##KV##_##NAME( \
+        LogitsParams p) {                                                           \
+        logits_impl<T, KV>(p);                                                      \
+    }
+
+TK_LOGITS(1, f32, float)
+TK_LOGITS(1, f16, __half)
+TK_LOGITS(1, bf16, __nv_bfloat16)
+TK_LOGITS(8, f32, float)
+TK_LOGITS(8, f16, __half)
+TK_LOGITS(8, bf16, __nv_bfloat16)
+TK_LOGITS(32, f32, float)
+TK_LOGITS(32, f16, __half)
+TK_LOGITS(32, bf16, __nv_bfloat16)

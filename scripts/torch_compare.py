@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""PyTorch on the shapes of `transformer-kernels bench`, for comparison in the
+same run (scripts/device-check.sh run). Not used by CI or the Rust tests.
+
+  python3 torch_compare.py [--iters N] [--csv out.csv]
+      times PyTorch's residual add + layer_norm, embedding * scale + a position
+      table, (logits + bias, pad -> -inf) -> log_softmax -> topk, and bias +
+      activation, with CUDA events around N back-to-back calls, and reports
+      GB/s with the SAME byte counts as `bench` (the bytes the fused op must
+      move), so the two columns compare directly.
+
+  python3 torch_compare.py --summary bench.csv torch.csv
+      prints the short table: ours vs PyTorch at the model's largest shapes
+      (needs no torch).
+
+PyTorch runs its ops unfused (e.g. x + residual, then layer_norm), which is
+the baseline the fused kernels are meant to beat.
+"""
+import argparse
+import csv
+import math
+import sys
+
+D_MODEL = 512
+VOCAB = 58101
+FFN = 2048
+TOKENS = [1, 16, 128, 1024, 4096, 16384]
+DTYPES = ["f32", "f16", "bf16"]
+
+
+def time_fn(torch, fn, iters, warmup=5):
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    start = torch.cuda.Event(enable_timing=True)
+    end = torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(iters):
+        fn()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1e3 / iters
+
+
+def sinusoidal(torch, n, d, dtype):
+    """Marian positions: first half sin, second half cos (not interleaved)."""
+    pos = torch.arange(n, dtype=torch.float64, device="cuda")[:, None]
+    n_sin = (d + 1) // 2
+    j = torch.arange(d, device="cuda")
+    k = torch.where(j < n_sin, j, j - n_sin).to(torch.float64)
+    angle = pos * torch.exp(-(2 * k / d) * math.log(10000.0))[None, :]
+    table = torch.where(j[None, :] < n_sin, torch.sin(angle), torch.cos(angle))
+    return table.to(dtype)
+
+
+def run(args):
+    import torch
+    import torch.nn.functional as F
+
+    dt = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
+    size = {"f32": 4, "f16": 2, "bf16": 2}
+    rows = []
+
+    def add(op, dname, shape, seconds, nbytes):
+        gbps = nbytes / seconds / 1e9
+        rows.append((op, dname, shape, seconds * 1e6, nbytes, gbps))
+        print(f"{op:<22} {dname:<5} {shape:<20} {seconds * 1e6:>10.2f} {nbytes:>12} {gbps:>9.1f}", flush=True)
+
+    print(f"torch {torch.__version__} on {torch.cuda.get_device_name()}")
+    print(f"{'op':<22} {'dtype':<5} {'shape':<20} {'time us':>10} {'bytes':>12} {'GB/s':>9}")
+    for dname in DTYPES:
+        t, s = dt[dname], size[dname]
+        for h in (D_MODEL, 1024):
+            g = torch.rand(h, device="cuda", dtype=t) + 0.5
+            b = torch.rand(h, device="cuda", dtype=t)
+            for n in TOKENS:
+                if h != D_MODEL and n != 16384:
+                    continue
+                x = torch.rand(n, h, device="cuda", dtype=t) * 4 - 2
+                r = torch.rand(n, h, device="cuda", dtype=t) * 4 - 2
+                sec = time_fn(torch, lambda: F.layer_norm(x + r, (h,), g, b, 1e-5), args.iters)
+                add("layer_norm_residual", dname, f"{n}x{h}", sec, (3 * n * h + 2 * h) * s)
+        table = torch.rand(VOCAB, D_MODEL, device="cuda", dtype=t) * 0.2 - 0.1
+        scale = math.sqrt(D_MODEL)
+        for n in TOKENS:
+            ids = torch.randint(0, VOCAB, (n,), device="cuda", dtype=torch.int32)
+            pos = sinusoidal(torch, n, D_MODEL, t)
+            sec = time_fn(torch, lambda: F.embedding(ids, table) * scale + pos, args.iters)
+            add("embedding_positions", dname, f"{n}x{D_MODEL}", sec, 2 * n * D_MODEL * s + 4 * n)
+        bias = torch.rand(VOCAB, device="cuda", dtype=t) * 2 - 1
+        for n in (1, 8, 32, 128):
+            logits = torch.rand(n, VOCAB, device="cuda", dtype=t) * 20 - 10
+            for k in (1, 8):
+                def step():
+                    sc = (logits + bias).float()
+                    sc[:, VOCAB - 1] = -math.inf
+                    return torch.topk(torch.log_softmax(sc, dim=-1), k, dim=-1)
+                sec = time_fn(torch, step, args.iters)
+                add("logits_topk", dname, f"{n}x{VOCAB} k={k}", sec, (n * VOCAB + VOCAB) * s + n * k * 8)
+        fb = torch.rand(FFN, device="cuda", dtype=t) * 2 - 1
+        acts = {"relu": F.relu, "gelu": F.gelu, "swish": F.silu}
+        for n in (128, 16384):
+            x = torch.rand(n, FFN, device="cuda", dtype=t) * 8 - 4
+            for name, act in acts.items():
+                sec = time_fn(torch, lambda: act(x + fb), args.iters)
+                add(f"bias_{name}", dname, f"{n}x{FFN}", sec, (2 * n * FFN + FFN) * s)
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["kernel", "dtype", "shape", "time_us", "bytes", "gbps"])
+            for r in rows:
+                w.writerow([r[0], r[1], r[2], f"{r[3]:.3f}", r[4], f"{r[5]:.2f}"])
+
+
+def summary(bench_csv, torch_csv):
+    def load(path):
+        try:
+            with open(path, newline="") as f:
+                return {(r["kernel"], r["dtype"], r["shape"]): r for r in csv.DictReader(f)}
+        except OSError as e:
+            print(f"(no {path}: {e})")
+            return {}
+
+    ours, theirs = load(bench_csv), load(torch_csv)
+    keys = [
+        ("layer_norm_residual", d, "16384x512") for d in DTYPES
+    ] + [
+        ("layer_norm_residual", "bf16", "1x512"),
+        ("layer_norm_residual", "bf16", "16384x1024"),
+        ("embedding_positions", "bf16", "16384x512"),
+        ("logits_topk", "bf16", f"1x{VOCAB} k=1"),
+        ("logits_topk", "bf16", f"128x{VOCAB} k=8"),
+        ("bias_gelu", "bf16", f"16384x{FFN}"),
+        ("bias_swish", "bf16", f"16384x{FFN}"),
+    ]
+    print(f"{'kernel':<20} {'dtype':<5} {'shape':<18} {'ours us':>9} {'ours GB/s':>10} {'% copy':>7} "
+          f"{'torch us':>9} {'torch GB/s':>10} {'speedup':>8}")
+    for k in keys:
+        o, t = ours.get(k), theirs.get(k)
+        if o is None and t is None:
+            continue
+        ous = float(o["time_us"]) if o else float("nan")
+        tus = float(t["time_us"]) if t else float("nan")
+        print(f"{k[0]:<20} {k[1]:<5} {k[2]:<18} {ous:>9.2f} {float(o['gbps']) if o else float('nan'):>10.1f} "
+              f"{float(o['pct_copy']) if o else float('nan'):>6.1f}% {tus:>9.2f} "
+              f"{float(t['gbps']) if t else float('nan'):>10.1f} {tus / ous if o and t else float('nan'):>7.2f}x")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--iters", type=int, default=30)
+    p.add_argument("--csv")
+    p.add_argument("--summary", nargs=2, metavar=("BENCH_CSV", "TORCH_CSV"))
+    args = p.parse_args()
+    if args.summary:
+        summary(*args.summary)
+    else:
+        run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,263 @@
+//! Token embedding + sinusoidal positions on the device (`kernels/embedding.cu`):
+//! `out[b, s] = table[ids[b, s]] · scale + P(offset + s)`, the input of the
+//! encoder and of each decoder step (Marian / Hugging Face
+//! `MarianSinusoidalPositionalEmbedding`: first half sin, second half cos).
+//!
+//! Positions are computed in the kernel, not read from a table: the op is
+//! memory-bound and a table would add one f32 read per output element
+//! (double the traffic of a bf16 gather), while the sin/cos cost ALU time
+//! that overlaps the loads. That is the roofline argument; no GPU run has
+//! measured it yet.
+//!
+//! Reference: [`crate::cpu::embedding::embed`].
+//!
+//! Run status: compiled, not run (no GPU run recorded in BENCHMARKS.md).
+
+use cudarc::driver::{CudaSlice, DevicePtr, LaunchConfig, PushKernelArg};
+
+use super::check::{grid_for, i64_of, same_device, shape_is};
+use super::device::{driver, Device};
+use super::kernels::KernelId;
+use super::numerics::Tolerance;
+use super::params::EmbeddingParams;
+use super::tensor::{DeviceElement, DeviceTensor};
+use crate::error::fmt_shape;
+use crate::{DType, Error, Result};
+
+/// f32 kernel vs the reference (f64 angles, f32 gather and add).
+pub const TOL_F32: Tolerance = Tolerance {
+    abs: 1e-6,
+    rel: 2.4e-7,
+    reason: "position: __sincosf of an f64-reduced angle, <= 2^-21.4 + 2^-24 absolute; sum: one rounding each side (same f32 product)",
+};
+
+/// The tolerance for outputs stored in `dtype`: [`TOL_F32`] plus one
+/// rounding to the storage dtype ([`Tolerance::stored_as`]).
+pub fn tolerance(dtype: DType) -> Tolerance {
+    Tolerance::stored_as(TOL_F32, dtype)
+}
+
+/// Warps (tokens in flight) per 256-thread block; matches embedding.cu.
+const WARPS_PER_BLOCK: usize = 8;
+
+// SAFETY: EmbeddingParams is a `#[repr(C)]` plain-old-data struct generated
+// from params.h, layout-checked by bindgen; the kernel takes it by value.
+unsafe impl cudarc::driver::DeviceRepr for EmbeddingParams {}
+
+/// Embeds a `[batch, seq]` block of token ids (row-major in `ids`) into a
+/// new `[batch, seq, d_model]` tensor.
+///
+/// - `table`: `[vocab, d_model]` (`model.shared.weight`);
+/// - `scale`: `sqrt(d_model)` when `config.scale_embedding`, else 1;
+/// - `position_offset`: the position of `ids[b, 0]` for every `b` (0 for the
+///   encoder and a full decoder pass; the KV-cache length when decoding
+///   step by step).
+///
+/// Every id is checked against `vocab` on the host before anything is
+/// uploaded or launched.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for an id `>= vocab` (naming the id and its
+/// index), `seq == 0` with `batch > 0`, or sizes past `int32`/`int64`;
+/// [`Error::Shape`] when `ids.len() != batch * seq` or `table` is not rank 2;
+/// [`Error::Cuda`] on allocation, copy or launch failure.
+pub fn embedding<T: DeviceElement>(
+    ids: &[u32],
+    batch: usize,
+    seq: usize,
+    table: &DeviceTensor<T>,
+    scale: f32,
+    position_offset: usize,
+) -> Result<DeviceTensor<T>> {
+    let d_model = table.shape().get(1).copied().unwrap_or(0);
+    let mut out = DeviceTensor::zeros(table.device(), &[batch, seq, d_model])?;
+    embedding_into(ids, batch, seq, table, scale, position_offset, &mut out)?;
+    Ok(out)
+}
+
+/// [`embedding`] writing into `out`, `[batch, seq, d_model]`.
+///
+/// # Errors
+/// As [`embedding`], plus [`Error::Shape`] when `out` has another shape.
+pub fn embedding_into<T: DeviceElement>(
+    ids: &[u32],
+    batch: usize,
+    seq: usize,
+    table: &DeviceTensor<T>,
+    scale: f32,
+    position_offset: usize,
+    out: &mut DeviceTensor<T>,
+) -> Result<()> {
+    const OP: &str = "embedding";
+    let device = table.device().clone();
+    let &[vocab, d_model] = table.shape() else {
+        return Err(Error::shape(
+            OP,
+            "table [vocab, d_model]",
+            format!("table {}", fmt_shape(table.shape())),
+        ));
+    };
+    let tokens = batch
+        .checked_mul(seq)
+        .ok_or_else(|| Error::invalid(OP, format!("batch {batch} x seq {seq} overflows")))?;
+    if ids.len() != tokens {
+        return Err(Error::shape(
+            OP,
+            format!("ids [{batch}, {seq}] ({tokens} ids)"),
+            format!("{} ids", ids.len()),
+        ));
+    }
+    shape_is(OP, "out", out, &[batch, seq, d_model])?;
+    same_device(OP, "out", &device, out)?;
+    if tokens == 0 || d_model == 0 {
+        return Ok(());
+    }
+    let vocab_i32 = i32::try_from(vocab)
+        .map_err(|_| Error::invalid(OP, format!("vocab = {vocab} does not fit int32 ids")))?;
+    let mut ids_i32 = Vec::with_capacity(ids.len());
+    for (i, &id) in ids.iter().enumerate() {
+        match i32::try_from(id) {
+            Ok(v) if v < vocab_i32 => ids_i32.push(v),
+            _ => {
+                return Err(Error::invalid(
+                    OP,
+                    format!(
+                        "token id {id} at index {i} (batch {}, position {}) is out of range for vocab_size {vocab}",
+                        i / seq,
+                        i % seq
+                    ),
+                ))
+            }
+        }
+    }
+    let ids_dev = device
+        .stream()
+        .clone_htod(&ids_i32)
+        .map_err(driver("upload token ids"))?;
+    let (ids_ptr, _sync) = ids_dev.device_ptr(device.stream());
+    let params = EmbeddingParams {
+        ids: ids_ptr as *const i32,
+        table: table.device_ptr() as *const core::ffi::c_void,
+        out: out.device_ptr_mut() as *mut core::ffi::c_void,
+        tokens: i64_of(OP, "tokens", tokens)?,
+        seq_len: i64_of(OP, "seq", seq)?,
+        d_model: i64_of(OP, "d_model", d_model)?,
+        vocab: i64_of(OP, "vocab", vocab)?,
+        position_offset: i64_of(OP, "position_offset", position_offset)?,
+        scale,
+    };
+    // SAFETY: `ids_dev` holds `tokens` ids, each checked to be in [0, vocab);
+    // `table` is [vocab, d_model] and `out` [batch, seq, d_model] (checked
+    // above), both on `device`; `out` is borrowed mutably so it aliases
+    // nothing; `ids_dev` is freed on the same stream after the kernel.
+    unsafe { launch(&device, T::DTYPE, params) }
+}
+
+/// [`embedding_into`] with the ids already on the device (e.g. the previous
+/// step's argmax), `[batch, seq]` int32. The ids cannot be checked on the
+/// host here; the kernel never reads outside the table: an id outside
+/// `[0, vocab)` yields a row of NaN in `out`, which [`embedding_into`]'s
+/// host check turns into an error instead.
+///
+/// # Errors
+/// [`Error::Shape`] when `ids` holds fewer than `batch * seq` ids, `table`
+/// is not rank 2 or `out` is not `[batch, seq, d_model]`;
+/// [`Error::InvalidArgument`] for operands on different devices or sizes
+/// past `int64`; [`Error::Cuda`] on launch failure.
+pub fn embedding_from_device_ids<T: DeviceElement>(
+    ids: &CudaSlice<i32>,
+    batch: usize,
+    seq: usize,
+    table: &DeviceTensor<T>,
+    scale: f32,
+    position_offset: usize,
+    out: &mut DeviceTensor<T>,
+) -> Result<()> {
+    const OP: &str = "embedding";
+    let device = table.device().clone();
+    let &[vocab, d_model] = table.shape() else {
+        return Err(Error::shape(
+            OP,
+            "table [vocab, d_model]",
+            format!("table {}", fmt_shape(table.shape())),
+        ));
+    };
+    let tokens = batch
+        .checked_mul(seq)
+        .ok_or_else(|| Error::invalid(OP, format!("batch {batch} x seq {seq} overflows")))?;
+    if ids.len() < tokens {
+        return Err(Error::shape(
+            OP,
+            format!("ids [{batch}, {seq}] ({tokens} ids)"),
+            format!("{} ids", ids.len()),
+        ));
+    }
+    if ids.stream().context() != device.context() {
+        return Err(Error::invalid(OP, "ids live on another device"));
+    }
+    shape_is(OP, "out", out, &[batch, seq, d_model])?;
+    same_device(OP, "out", &device, out)?;
+    if tokens == 0 || d_model == 0 {
+        return Ok(());
+    }
+    let (ids_ptr, _sync) = ids.device_ptr(device.stream());
+    let params = EmbeddingParams {
+        ids: ids_ptr as *const i32,
+        table: table.device_ptr() as *const core::ffi::c_void,
+        out: out.device_ptr_mut() as *mut core::ffi::c_void,
+        tokens: i64_of(OP, "tokens", tokens)?,
+        seq_len: i64_of(OP, "seq", seq)?,
+        d_model: i64_of(OP, "d_model", d_model)?,
+        vocab: i64_of(OP, "vocab", vocab)?,
+        position_offset: i64_of(OP, "position_offset", position_offset)?,
+        scale,
+    };
+    // SAFETY: `ids` holds at least `tokens` int32 values in this context; the
+    // kernel reads the table only at ids in [0, vocab) (others give NaN);
+    // `table` is [vocab, d_model] and `out` [batch, seq, d_model] on
+    // `device`; `out` is borrowed mutably so it aliases nothing.
+    unsafe { launch(&device, T::DTYPE, params) }
+}
+
+/// Launches the embedding kernel for `dtype` with caller-built params on
+/// `device`'s stream (the raw API). An empty problem launches nothing.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for negative sizes, `seq_len < 1` or
+/// `d_model < 1` with tokens present; [`Error::Cuda`] on launch failure.
+///
+/// # Safety
+/// `p.ids` must point to `p.tokens` int32 values, `p.table` to
+/// `p.vocab * p.d_model` and `p.out` to `p.tokens * p.d_model` elements of
+/// `dtype` in `device`'s context, `p.out` not overlapping the inputs, all
+/// valid until the stream has run the kernel. Ids outside `[0, vocab)` are
+/// not read out of bounds: they produce a row of NaN.
+pub unsafe fn launch(device: &Device, dtype: DType, p: EmbeddingParams) -> Result<()> {
+    const OP: &str = "embedding";
+    let tokens = usize::try_from(p.tokens)
+        .map_err(|_| Error::invalid(OP, format!("tokens = {} is negative", p.tokens)))?;
+    if tokens == 0 {
+        return Ok(());
+    }
+    if p.seq_len < 1 || p.d_model < 1 || p.vocab < 0 || p.position_offset < 0 {
+        return Err(Error::invalid(
+            OP,
+            format!(
+                "seq_len {} and d_model {} must be >= 1, vocab {} and position_offset {} >= 0",
+                p.seq_len, p.d_model, p.vocab, p.position_offset
+            ),
+        ));
+    }
+    let cfg = LaunchConfig {
+        grid_dim: (grid_for(tokens, WARPS_PER_BLOCK), 1, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let func = device.function(KernelId::Embedding { dtype })?;
+    let mut builder = device.stream().launch_builder(&func);
+    builder.arg(&p);
+    // SAFETY: the caller guarantees the pointers (see `# Safety`); 256
+    // threads matches the kernel's __launch_bounds__ and its 8-warp layout.
+    unsafe { builder.launch(cfg) }.map_err(driver("launch embedding"))?;
+    Ok(())
+}

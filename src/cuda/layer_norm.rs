@@ -1,0 +1,181 @@
+//! Residual add + LayerNorm on the device (`kernels/layer_norm.cu`):
+//! `out = LN(x + residual) · gamma + beta`, the output of every post-LN
+//! sublayer (Ba et al., 2016; Marian `normalize_before = false`).
+//!
+//! Reference: [`crate::cpu::layer_norm::residual_layer_norm`]. Statistics
+//! are f32 whatever the storage dtype, two-pass over the row in registers
+//! (shifted by the row's first element), never `E[h²] − E[h]²`.
+//!
+//! Run status: compiled, not run (no GPU run recorded in BENCHMARKS.md).
+
+use cudarc::driver::{LaunchConfig, PushKernelArg};
+
+use super::check::{grid_for, i64_of, same_device, shape_is};
+use super::device::{driver, Device};
+use super::kernels::{KernelId, LayerNormVariant};
+use super::numerics::Tolerance;
+use super::params::LayerNormParams;
+use super::tensor::{DeviceElement, DeviceTensor};
+use crate::error::fmt_shape;
+use crate::{DType, Error, Result};
+
+/// Largest hidden size the kernels take (a row lives in registers).
+pub const MAX_HIDDEN: usize = LayerNormVariant::BLOCK_MAX_HIDDEN;
+
+/// f32 kernel vs the reference (f64 statistics), for inputs of unit scale
+/// (|x|, |residual|, |beta| <= ~2, |gamma| <= 2).
+pub const TOL_F32: Tolerance = Tolerance {
+    abs: 1e-5,
+    rel: 1e-5,
+    reason: "f32 tree sums over <= 8192 elements: <= 13 ulp of mean and rstd, on |z| <= ~5, times |gamma| <= 2",
+};
+
+/// The tolerance for outputs stored in `dtype`: [`TOL_F32`] plus one
+/// rounding to the storage dtype ([`Tolerance::stored_as`]).
+pub fn tolerance(dtype: DType) -> Tolerance {
+    Tolerance::stored_as(TOL_F32, dtype)
+}
+
+// SAFETY: LayerNormParams is a `#[repr(C)]` plain-old-data struct generated
+// from params.h, layout-checked by bindgen; the kernel takes it by value.
+unsafe impl cudarc::driver::DeviceRepr for LayerNormParams {}
+
+/// `LN(x + residual) · gamma + beta` over the last dimension, into a new tensor.
+///
+/// - `x`: `[..., hidden]` (any rank >= 1; rows = product of the other dims),
+///   `hidden` in `1..=`[`MAX_HIDDEN`];
+/// - `residual`: same shape as `x`, or `None` for a plain LayerNorm;
+/// - `gamma`, `beta`: `[hidden]` (the sublayer's `*_layer_norm.weight` / `.bias`);
+/// - `eps`: finite and > 0 (`config.layer_norm_eps`, 1e-5 for Marian).
+///
+/// Returns `[..., hidden]` in the storage dtype `T`; arithmetic is f32.
+///
+/// # Errors
+/// [`Error::Shape`] on mismatched shapes or rank 0; [`Error::InvalidArgument`]
+/// for `hidden` outside `1..=MAX_HIDDEN`, a bad `eps`, or operands on
+/// different devices; [`Error::Cuda`] on allocation or launch failure.
+pub fn layer_norm<T: DeviceElement>(
+    x: &DeviceTensor<T>,
+    residual: Option<&DeviceTensor<T>>,
+    gamma: &DeviceTensor<T>,
+    beta: &DeviceTensor<T>,
+    eps: f32,
+) -> Result<DeviceTensor<T>> {
+    let mut out = DeviceTensor::zeros(x.device(), x.shape())?;
+    layer_norm_into(x, residual, gamma, beta, eps, &mut out)?;
+    Ok(out)
+}
+
+/// [`layer_norm`] writing into `out` (same shape as `x`), for callers that
+/// reuse their buffers (benches, the decoder loop).
+///
+/// # Errors
+/// As [`layer_norm`], plus [`Error::Shape`] when `out` is not shaped like `x`.
+pub fn layer_norm_into<T: DeviceElement>(
+    x: &DeviceTensor<T>,
+    residual: Option<&DeviceTensor<T>>,
+    gamma: &DeviceTensor<T>,
+    beta: &DeviceTensor<T>,
+    eps: f32,
+    out: &mut DeviceTensor<T>,
+) -> Result<()> {
+    const OP: &str = "layer_norm";
+    let device = x.device().clone();
+    let Some(&hidden) = x.shape().last() else {
+        return Err(Error::shape(OP, "x [..., hidden]", "x []"));
+    };
+    if LayerNormVariant::for_hidden(hidden).is_none() {
+        return Err(Error::invalid(
+            OP,
+            format!(
+                "hidden = {hidden} (x {}) is outside 1..={MAX_HIDDEN}",
+                fmt_shape(x.shape())
+            ),
+        ));
+    }
+    if let Some(r) = residual {
+        shape_is(OP, "residual", r, x.shape())?;
+        same_device(OP, "residual", &device, r)?;
+    }
+    shape_is(OP, "gamma", gamma, &[hidden])?;
+    shape_is(OP, "beta", beta, &[hidden])?;
+    shape_is(OP, "out", out, x.shape())?;
+    same_device(OP, "gamma", &device, gamma)?;
+    same_device(OP, "beta", &device, beta)?;
+    same_device(OP, "out", &device, out)?;
+    let rows = x.numel() / hidden;
+    let params = LayerNormParams {
+        x: x.device_ptr() as *const core::ffi::c_void,
+        residual: residual.map_or(core::ptr::null(), |r| {
+            r.device_ptr() as *const core::ffi::c_void
+        }),
+        gamma: gamma.device_ptr() as *const core::ffi::c_void,
+        beta: beta.device_ptr() as *const core::ffi::c_void,
+        out: out.device_ptr_mut() as *mut core::ffi::c_void,
+        rows: i64_of(OP, "rows", rows)?,
+        hidden: i64_of(OP, "hidden", hidden)?,
+        eps,
+    };
+    // SAFETY: every pointer comes from a live DeviceTensor on `device` whose
+    // shape was checked above against rows x hidden (x, residual, out) or
+    // hidden (gamma, beta); `out` is borrowed mutably, so it cannot alias the
+    // inputs; the tensors outlive the launch because all later uses go
+    // through the same stream.
+    unsafe { launch(&device, T::DTYPE, params) }
+}
+
+/// Launches the LayerNorm kernel for `dtype` with caller-built params on
+/// `device`'s stream: the raw API for engines with their own buffers.
+/// Checks `hidden` (picking the warp or block kernel) and `eps`; an empty
+/// problem (`rows == 0`) launches nothing.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for `hidden` outside `1..=MAX_HIDDEN`,
+/// `rows < 0`, or `eps` not finite and > 0; [`Error::Cuda`] on launch failure.
+///
+/// # Safety
+/// `p.x`, `p.out` (and `p.residual` unless null) must point to
+/// `p.rows * p.hidden` elements of `dtype` in `device`'s context, `p.gamma`
+/// and `p.beta` to `p.hidden`; `p.out` must be exactly `p.x` / `p.residual`
+/// or not overlap them; the memory must stay valid until the stream has run
+/// the kernel.
+pub unsafe fn launch(device: &Device, dtype: DType, p: LayerNormParams) -> Result<()> {
+    const OP: &str = "layer_norm";
+    let hidden = usize::try_from(p.hidden).unwrap_or(0);
+    let Some(variant) = LayerNormVariant::for_hidden(hidden) else {
+        return Err(Error::invalid(
+            OP,
+            format!("hidden = {} is outside 1..={MAX_HIDDEN}", p.hidden),
+        ));
+    };
+    let rows = usize::try_from(p.rows)
+        .map_err(|_| Error::invalid(OP, format!("rows = {} is negative", p.rows)))?;
+    if !(p.eps.is_finite() && p.eps > 0.0) {
+        return Err(Error::invalid(
+            OP,
+            format!(
+                "eps = {} must be finite and > 0 (a constant row would divide by 0)",
+                p.eps
+            ),
+        ));
+    }
+    if rows == 0 {
+        return Ok(());
+    }
+    let (threads, rows_per_block) = match variant {
+        LayerNormVariant::Warp => (128u32, 4usize),
+        LayerNormVariant::Block => (256u32, 1usize),
+    };
+    let cfg = LaunchConfig {
+        grid_dim: (grid_for(rows, rows_per_block), 1, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let func = device.function(KernelId::LayerNorm { variant, dtype })?;
+    let mut builder = device.stream().launch_builder(&func);
+    builder.arg(&p);
+    // SAFETY: the caller guarantees the pointers (see `# Safety`); the block
+    // size matches the kernel's __launch_bounds__ and the variant's group size.
+    unsafe { builder.launch(cfg) }.map_err(driver("launch layer_norm"))?;
+    Ok(())
+}
