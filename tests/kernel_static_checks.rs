@@ -119,9 +119,10 @@ fn cuobjdump() -> Option<PathBuf> {
 }
 
 fn run_cuobjdump(tool: &PathBuf, args: &[&str], image: &[u8], stem: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("tk-static-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let file = dir.join(format!("{stem}.fatbin"));
+    // One temp dir per call: tests run on parallel threads of one process
+    // and must not overwrite each other's fatbin while cuobjdump reads it.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join(format!("{stem}.fatbin"));
     std::fs::write(&file, image).expect("write fatbin");
     let out = Command::new(tool)
         .args(args)
