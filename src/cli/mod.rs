@@ -1,5 +1,6 @@
 //! One file per subcommand: its clap `Args` and its `run`.
 
 pub mod bench;
+pub mod demo_model;
 pub mod translate;
 pub mod verify;

@@ -17,10 +17,6 @@ use transformer_kernels::model::{GenerationConfig, MarianModel};
 use transformer_kernels::tokenizer::MarianTokenizer;
 use transformer_kernels::{Error, Result};
 
-/// The model used when `--model` is not given: the English→German demo
-/// model shipped in this repository (models/demo-en-de, see its MODEL_CARD.md).
-pub const DEFAULT_MODEL_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/demo-en-de");
-
 /// Where the model runs.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceChoice {
@@ -87,11 +83,13 @@ pub fn run(args: Args) -> Result<()> {
         return Err(Error::invalid("translate", "--beam must be at least 1"));
     }
     let lines = read_lines(&args)?;
-    let dir = args
-        .model
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_MODEL_DIR));
-    check_model_dir(&dir, args.model.is_none())?;
+    // Without --model: the English→German demo model (models/demo-en-de,
+    // see its MODEL_CARD.md), embedded in this binary.
+    let dir = match &args.model {
+        Some(d) => d.clone(),
+        None => super::demo_model::demo_model_dir()?,
+    };
+    check_model_dir(&dir)?;
 
     match args.device {
         DeviceChoice::Cpu | DeviceChoice::Auto => {}
@@ -173,23 +171,14 @@ pub fn run(args: Args) -> Result<()> {
     }
 }
 
-/// A clear error when the model directory is absent (most often: the
-/// default demo model of a binary moved away from its source tree).
-fn check_model_dir(dir: &Path, is_default: bool) -> Result<()> {
+/// A clear error when the model directory is absent.
+fn check_model_dir(dir: &Path) -> Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    let hint = if is_default {
-        " (the default demo model is looked up in the source tree this binary was built from; pass --model DIR)"
-    } else {
-        ""
-    };
     Err(Error::io(
         dir,
-        std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!("model directory not found{hint}"),
-        ),
+        std::io::Error::new(std::io::ErrorKind::NotFound, "model directory not found"),
     ))
 }
 
