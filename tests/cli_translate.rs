@@ -328,3 +328,82 @@ fn missing_model_dir_and_bad_flags_are_clean_errors() {
     );
     assert_clean_failure(&out, &["/nonexistent/in.txt"]);
 }
+
+/// A line longer than the model's max_position_embeddings (64 for the
+/// fixtures) fails alone, named by its input line number; the lines around
+/// it, in the same batch, are still translated.
+#[test]
+fn over_long_line_fails_alone_with_its_line_number() {
+    let name = MODELS[0];
+    let exp = expected(name);
+    let s = &exp["sentences"];
+    let long = vec!["dog"; 200].join(" ");
+    let input = format!(
+        "{}\n{long}\n{}\n",
+        s[0]["source_text"].as_str().unwrap(),
+        s[1]["source_text"].as_str().unwrap()
+    );
+    let dir = fixture_dir(name);
+    let out = run(
+        &[
+            "translate",
+            "--model",
+            dir.to_str().unwrap(),
+            "--beam",
+            "1",
+            "--batch-size",
+            "8",
+        ],
+        Some(input.as_bytes()),
+    );
+    assert_clean_failure(&out, &["input line 2", "max_position_embeddings"]);
+    assert_eq!(
+        stdout_lines(&out),
+        [
+            s[0]["greedy_text"].as_str().unwrap(),
+            "",
+            s[1]["greedy_text"].as_str().unwrap()
+        ]
+    );
+}
+
+/// An unwritable --output and a bad --target-lang fail before any work.
+#[test]
+fn output_and_language_are_checked_before_translating() {
+    let dir = fixture_dir(MODELS[0]);
+    let out = run(
+        &[
+            "translate",
+            "--model",
+            dir.to_str().unwrap(),
+            "--output",
+            "/nonexistent/dir/out.txt",
+        ],
+        Some(b"A dog.\n"),
+    );
+    assert_clean_failure(&out, &["/nonexistent/dir/out.txt"]);
+    let out = run(
+        &[
+            "translate",
+            "--model",
+            dir.to_str().unwrap(),
+            "--target-lang",
+            "",
+            "A dog.",
+        ],
+        None,
+    );
+    assert_clean_failure(&out, &["--target-lang"]);
+    let out = run(
+        &[
+            "translate",
+            "--model",
+            dir.to_str().unwrap(),
+            "--target-lang",
+            "de",
+            "A dog.",
+        ],
+        None,
+    );
+    assert_clean_failure(&out, &[">>de<<"]);
+}

@@ -2,5 +2,6 @@
 
 pub mod bench;
 pub mod demo_model;
+pub mod lines;
 pub mod translate;
 pub mod verify;

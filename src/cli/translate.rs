@@ -8,14 +8,16 @@
 //! and an error naming its line number; every other line is still
 //! translated and written, and the exit status is 1.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use transformer_kernels::cpu::Cpu;
-use transformer_kernels::model::{GenerationConfig, MarianModel};
+use transformer_kernels::model::{GenerationConfig, Hypothesis, MarianModel};
 use transformer_kernels::tokenizer::MarianTokenizer;
 use transformer_kernels::{Error, Result};
+
+use super::lines::{Line, LineReader};
 
 /// Where the model runs.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,7 +56,8 @@ pub struct Args {
     pub device: DeviceChoice,
     /// Target language token for multilingual checkpoints (`de` prepends
     /// `>>de<<` to every source, as multilingual opus-mt models expect).
-    /// Ignored by checkpoints whose vocabulary has no such token.
+    /// An error for a checkpoint whose vocabulary has no such token
+    /// (bilingual models need none).
     #[arg(long, value_name = "LANG")]
     pub target_lang: Option<String>,
     /// Read sentences from FILE, one per line, instead of standard input.
@@ -65,13 +68,18 @@ pub struct Args {
     pub output: Option<PathBuf>,
 }
 
-/// One input line: its text, or the fact that it was not UTF-8.
-enum Line {
-    Text(String),
-    BadUtf8,
-}
+/// Lines translated together per window: sorted by length inside a window
+/// (less padding), written in input order when the window is done, so that
+/// output streams and a late failure loses at most one window.
+const WINDOW_BATCHES: usize = 16;
 
 /// Runs `translate`.
+///
+/// A line that cannot be translated on its own account (not UTF-8, longer
+/// than the model's `max_position_embeddings`, ...) gets an empty output
+/// line and an `error: input line N: ...` message; the others are still
+/// translated, and the exit status is 1. Any other error stops the run after
+/// the windows already written.
 pub fn run(args: Args) -> Result<()> {
     if args.batch_size == 0 {
         return Err(Error::invalid(
@@ -82,7 +90,14 @@ pub fn run(args: Args) -> Result<()> {
     if args.beam == Some(0) {
         return Err(Error::invalid("translate", "--beam must be at least 1"));
     }
-    let lines = read_lines(&args)?;
+    if args.device == DeviceChoice::Cuda {
+        return Err(Error::Unsupported(
+            "--device cuda: the CUDA backend of the model is not implemented yet; use --device cpu"
+                .into(),
+        ));
+    }
+    // Everything that can fail for the whole run is checked before any
+    // input is read or any work is done: model, flags, output file.
     // Without --model: the English→German demo model (models/demo-en-de,
     // see its MODEL_CARD.md), embedded in this binary.
     let dir = match &args.model {
@@ -90,85 +105,235 @@ pub fn run(args: Args) -> Result<()> {
         None => super::demo_model::demo_model_dir()?,
     };
     check_model_dir(&dir)?;
-
-    match args.device {
-        DeviceChoice::Cpu | DeviceChoice::Auto => {}
-        DeviceChoice::Cuda => return Err(Error::Unsupported(
-            "--device cuda: the CUDA backend of the model is not implemented yet; use --device cpu"
-                .into(),
-        )),
-    }
-
     let tokenizer = MarianTokenizer::from_dir(&dir)?;
     let model = MarianModel::<Cpu>::load(&dir)?;
     let mut gen = GenerationConfig::from_model_dir(&dir, model.config())?;
     if let Some(b) = args.beam {
         gen.num_beams = b;
-        gen.num_return_sequences = gen.num_return_sequences.min(b);
     }
     if let Some(m) = args.max_length {
         gen.max_length = m;
         gen.max_new_tokens = None;
     }
     gen.num_return_sequences = 1;
+    gen.validate(model.config().target_vocab_size())?;
     let prefix = language_prefix(&tokenizer, args.target_lang.as_deref(), &dir)?;
+    let mut sink = Sink::open(args.output.as_deref())?;
 
-    // Tokenise the lines that need the model; the rest map to "".
-    let mut outputs: Vec<String> = vec![String::new(); lines.len()];
-    let mut bad_lines = Vec::new();
-    let mut work: Vec<(usize, Vec<u32>)> = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        match line {
-            Line::BadUtf8 => bad_lines.push(i + 1),
+    let translator = Translator {
+        tokenizer: &tokenizer,
+        model: &model,
+        gen: &gen,
+        prefix: prefix.as_deref(),
+        batch_size: args.batch_size,
+    };
+    let mut failures: Vec<(usize, String)> = Vec::new();
+    let mut write = |outputs: &[String]| sink.write_lines(outputs);
+    if !args.text.is_empty() {
+        let lines: Vec<(usize, Line)> = args
+            .text
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (i + 1, Line::Text(t.clone())))
+            .collect();
+        write(&translator.window(&lines, &mut failures)?)?;
+    } else {
+        let progress = match &args.input {
+            Some(path) => progress_bar(count_lines(path)?),
+            None => ProgressBar::hidden(),
+        };
+        let mut reader = LineReader::open(args.input.as_deref())?;
+        loop {
+            let lines = reader.next_window(args.batch_size.saturating_mul(WINDOW_BATCHES))?;
+            if lines.is_empty() {
+                break;
+            }
+            write(&translator.window(&lines, &mut failures)?)?;
+            progress.inc(lines.len() as u64);
+        }
+        progress.finish_and_clear();
+    }
+    sink.finish()?;
+
+    if failures.is_empty() {
+        return Ok(());
+    }
+    for (line, msg) in &failures {
+        eprintln!("error: input line {line}: {msg}");
+    }
+    Err(Error::invalid(
+        "translate",
+        format!(
+            "{} input line(s) could not be translated (listed above); their output lines are empty",
+            failures.len()
+        ),
+    ))
+}
+
+/// Everything needed to translate one window of lines.
+struct Translator<'a> {
+    tokenizer: &'a MarianTokenizer,
+    model: &'a MarianModel<Cpu>,
+    gen: &'a GenerationConfig,
+    prefix: Option<&'a str>,
+    batch_size: usize,
+}
+
+impl Translator<'_> {
+    /// Translations of `lines`, in order; lines that fail on their own
+    /// account get "" and an entry in `failures`.
+    fn window(
+        &self,
+        lines: &[(usize, Line)],
+        failures: &mut Vec<(usize, String)>,
+    ) -> Result<Vec<String>> {
+        let mut outputs = vec![String::new(); lines.len()];
+        let max_src = self.model.config().max_position_embeddings;
+        let mut work: Vec<(usize, Vec<u32>)> = Vec::new();
+        for (slot, (line_no, line)) in lines.iter().enumerate() {
+            let text = match line {
+                Line::BadUtf8 => {
+                    failures.push((*line_no, "not valid UTF-8".into()));
+                    continue;
+                }
+                Line::Text(t) => t,
+            };
             // E1: nothing to translate (whitespace or control characters
             // only) gives "" without running the model.
-            Line::Text(t) if tokenizer.is_blank_source(t)? => {}
-            Line::Text(t) => {
-                let text = match &prefix {
-                    Some(p) => format!("{p} {t}"),
-                    None => t.clone(),
-                };
-                work.push((i, tokenizer.encode_source(&text)?));
+            if self.tokenizer.is_blank_source(text)? {
+                continue;
+            }
+            let text = match self.prefix {
+                Some(p) => format!("{p} {text}"),
+                None => text.clone(),
+            };
+            match self.tokenizer.encode_source(&text) {
+                Ok(ids) if ids.len() > max_src => failures.push((
+                    *line_no,
+                    format!(
+                        "{} source tokens, more than the model's max_position_embeddings ({max_src})",
+                        ids.len()
+                    ),
+                )),
+                Ok(ids) => work.push((slot, ids)),
+                Err(e) => failures.push((*line_no, e.to_string())),
             }
         }
-    }
-    // Batch sentences of similar length together (less padding), then put
-    // the results back in input order.
-    work.sort_by_key(|(_, ids)| ids.len());
-
-    let progress = if args.input.is_some() {
-        let pb = ProgressBar::new(work.len() as u64);
-        pb.set_style(
-            ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} sentences [{elapsed_precise}, {per_sec}, eta {eta}]",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        pb
-    } else {
-        ProgressBar::hidden()
-    };
-    for chunk in work.chunks(args.batch_size) {
-        let sources: Vec<Vec<u32>> = chunk.iter().map(|(_, ids)| ids.clone()).collect();
-        let nbest = model.generate(&sources, &gen)?;
-        for ((line_idx, _), hyps) in chunk.iter().zip(nbest) {
-            let best = hyps.into_iter().next().map(|h| h.ids).unwrap_or_default();
-            outputs[*line_idx] = tokenizer.decode_target(&best)?;
-        }
-        progress.inc(chunk.len() as u64);
-    }
-    progress.finish_and_clear();
-
-    write_outputs(args.output.as_deref(), &outputs)?;
-    match bad_lines.first() {
-        None => Ok(()),
-        Some(&line) => {
-            for &l in &bad_lines[1..] {
-                eprintln!("error: input line {l}: not valid UTF-8");
+        // Batch sentences of similar length together (less padding).
+        work.sort_by_key(|(_, ids)| ids.len());
+        for chunk in work.chunks(self.batch_size) {
+            let sources: Vec<Vec<u32>> = chunk.iter().map(|(_, ids)| ids.clone()).collect();
+            match self.model.generate(&sources, self.gen) {
+                Ok(nbest) => {
+                    for ((slot, _), hyps) in chunk.iter().zip(nbest) {
+                        self.decode_into(&mut outputs, failures, lines, *slot, hyps)?;
+                    }
+                }
+                // An argument error may be one sentence's fault: retry each
+                // alone so that the others are not lost.
+                Err(Error::InvalidArgument { .. }) if chunk.len() > 1 => {
+                    for (slot, ids) in chunk {
+                        match self.model.generate(std::slice::from_ref(ids), self.gen) {
+                            Ok(mut nbest) => {
+                                let hyps = nbest.pop().unwrap_or_default();
+                                self.decode_into(&mut outputs, failures, lines, *slot, hyps)?;
+                            }
+                            Err(e @ Error::InvalidArgument { .. }) => {
+                                failures.push((lines[*slot].0, e.to_string()))
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                Err(e @ Error::InvalidArgument { .. }) => {
+                    failures.push((lines[chunk[0].0].0, e.to_string()))
+                }
+                Err(e) => return Err(e),
             }
-            Err(Error::InvalidUtf8 { line })
         }
+        failures.sort_by_key(|(line, _)| *line);
+        Ok(outputs)
     }
+
+    fn decode_into(
+        &self,
+        outputs: &mut [String],
+        failures: &mut Vec<(usize, String)>,
+        lines: &[(usize, Line)],
+        slot: usize,
+        hyps: Vec<Hypothesis>,
+    ) -> Result<()> {
+        let best = hyps.into_iter().next().map(|h| h.ids).unwrap_or_default();
+        match self.tokenizer.decode_target(&best) {
+            Ok(text) => outputs[slot] = text,
+            Err(e @ Error::InvalidArgument { .. }) => failures.push((lines[slot].0, e.to_string())),
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+}
+
+/// Where translations go: a file (created before any work) or stdout.
+struct Sink {
+    out: Box<dyn Write>,
+    path: PathBuf,
+}
+
+impl Sink {
+    fn open(path: Option<&Path>) -> Result<Self> {
+        Ok(match path {
+            Some(p) => {
+                let f = std::fs::File::create(p).map_err(|e| Error::io(p, e))?;
+                Sink {
+                    out: Box::new(std::io::BufWriter::new(f)),
+                    path: p.to_path_buf(),
+                }
+            }
+            None => Sink {
+                out: Box::new(std::io::stdout()),
+                path: PathBuf::from("<stdout>"),
+            },
+        })
+    }
+
+    fn write_lines(&mut self, lines: &[String]) -> Result<()> {
+        for l in lines {
+            writeln!(self.out, "{l}").map_err(|e| Error::io(&self.path, e))?;
+        }
+        self.out.flush().map_err(|e| Error::io(&self.path, e))
+    }
+
+    fn finish(mut self) -> Result<()> {
+        self.out.flush().map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// Number of lines of `path` (a last line without "\n" counts), for the
+/// progress bar.
+fn count_lines(path: &Path) -> Result<u64> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut buf = vec![0u8; 1 << 16];
+    let (mut lines, mut last) = (0u64, b'\n');
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        last = buf[n - 1];
+    }
+    Ok(lines + u64::from(last != b'\n'))
+}
+
+fn progress_bar(total: u64) -> ProgressBar {
+    let pb = ProgressBar::new(total);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} lines [{elapsed_precise}, {per_sec}, eta {eta}]",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb
 }
 
 /// A clear error when the model directory is absent.
@@ -191,6 +356,12 @@ fn language_prefix(
     let Some(lang) = lang else {
         return Ok(None);
     };
+    if lang.is_empty() || !lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(Error::invalid(
+            "translate",
+            format!("--target-lang {lang:?}: expected a language code such as de or fr"),
+        ));
+    }
     let token = format!(">>{lang}<<");
     if tok.token_to_id(&token).is_some() {
         Ok(Some(token))
@@ -202,65 +373,5 @@ fn language_prefix(
                 dir.display()
             ),
         ))
-    }
-}
-
-fn read_lines(args: &Args) -> Result<Vec<Line>> {
-    if !args.text.is_empty() {
-        return Ok(args.text.iter().map(|t| Line::Text(t.clone())).collect());
-    }
-    match &args.input {
-        Some(path) => {
-            let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-            split_lines(BufReader::new(f), path)
-        }
-        None => split_lines(
-            BufReader::new(std::io::stdin().lock()),
-            Path::new("<stdin>"),
-        ),
-    }
-}
-
-/// Splits raw bytes into lines ("\n" or "\r\n"), decoding each as UTF-8
-/// separately so one bad line does not lose the others.
-fn split_lines<R: Read>(mut reader: BufReader<R>, path: &Path) -> Result<Vec<Line>> {
-    let mut out = Vec::new();
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        let n = reader
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        if buf.last() == Some(&b'\n') {
-            buf.pop();
-            if buf.last() == Some(&b'\r') {
-                buf.pop();
-            }
-        }
-        out.push(match String::from_utf8(buf.clone()) {
-            Ok(s) => Line::Text(s),
-            Err(_) => Line::BadUtf8,
-        });
-    }
-    Ok(out)
-}
-
-fn write_outputs(path: Option<&Path>, outputs: &[String]) -> Result<()> {
-    let mut text = String::new();
-    for o in outputs {
-        text.push_str(o);
-        text.push('\n');
-    }
-    match path {
-        Some(p) => std::fs::write(p, text).map_err(|e| Error::io(p, e)),
-        None => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes())
-                .and_then(|()| out.flush())
-                .map_err(|e| Error::io("<stdout>", e))
-        }
     }
 }
