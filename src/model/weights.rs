@@ -22,7 +22,7 @@ use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{fmt_shape, Error, Result};
 use crate::model::backend::Backend;
-use crate::model::config::ModelConfig;
+use crate::model::config::{ModelConfig, MAX_LAYERS};
 
 /// A tensor read from the checkpoint, widened to f32.
 #[derive(Clone, Debug, PartialEq)]
@@ -191,9 +191,10 @@ pub fn expected_tensors(cfg: &ModelConfig) -> Vec<(String, Vec<usize>, Presence)
 /// naming `path` and listing every missing, unexpected and mis-shaped tensor
 /// by name and shape.
 ///
-/// The layer counts of `cfg` are compared with the layers the file holds
-/// before the expected list (about 30 names per layer) is built, so that an
-/// absurd `encoder_layers` in a hand-built config costs nothing.
+/// A layer count of `cfg` above [`MAX_LAYERS`] (possible only in a config
+/// built in code; config.json is bounded at load) that the file does not
+/// hold is reported before the expected list (about 30 names per layer) is
+/// built, so that an absurd `encoder_layers` costs nothing.
 pub fn check_tensors(
     path: &Path,
     cfg: &ModelConfig,
@@ -204,7 +205,9 @@ pub fn check_tensors(
         ("decoder", cfg.decoder_layers),
     ] {
         let held = layers_in_file(tensors, side);
-        if layers > held {
+        // Up to MAX_LAYERS the full listing below (every missing tensor by
+        // name) is cheap and more useful; past it, only the counts.
+        if layers > held && layers > MAX_LAYERS {
             return Err(Error::checkpoint(
                 path,
                 format!(
