@@ -19,8 +19,10 @@ What it does, all from fixed seeds (re-running gives the same bytes on the same 
   3. builds small random MarianMTModel checkpoints (every LayerNorm random, random non-zero
      final_logits_bias, head_dim not a power of two, one per activation, one stored in f16);
   4. reloads each checkpoint from disk as Hugging Face would and records the reference results
-     (encoder states, teacher-forced logits, greedy / beam ids, alone and batched) in expected.json;
-  5. records MarianTokenizer ids of every line of test_2016_flickr (en, de, fr) in tokenizer_ids.json.
+     (encoder states, teacher-forced logits, greedy / beam ids, alone and batched) in
+     expected.json.gz;
+  5. records MarianTokenizer ids of every line of test_2016_flickr (en, de, fr) in
+     tokenizer_ids.json.gz.
 """
 
 import argparse
@@ -58,8 +60,17 @@ MODELS = [
     ("marian-relu-ende", "en", "de", 40, 2, 56, "relu", "float32", 2, "identity"),
     ("marian-gelu-enfr-f16", "en", "fr", 36, 3, 64, "gelu", "float16", 4, "identity"),
 ]
-# Which models also get tokenizer_ids.json (every test line), and for which sides.
+# Which models also get tokenizer_ids.json.gz (every test line), and for which sides.
 TOKENIZER_ID_MODELS = {"marian-swish-ende": ("source", "target"), "marian-gelu-enfr-f16": ("target",)}
+
+
+def write_json_gz(path, obj):
+    """Compact JSON, gzipped (keeps tests/fixtures under 3 MB); mtime 0 so that the same
+    content gives the same bytes."""
+    data = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
+                                                compresslevel=9) as gz:
+        gz.write(data)
 
 
 def read_lines(data, split, lang):
@@ -446,8 +457,7 @@ def main():
                          "sentencepiece": spm.__version__},
             **res,
         }
-        with open(os.path.join(out, "expected.json"), "w", encoding="utf-8") as f:
-            json.dump(expected, f, ensure_ascii=False, separators=(",", ":"))
+        write_json_gz(os.path.join(out, "expected.json.gz"), expected)
         if name not in TOKENIZER_ID_MODELS:
             continue
         # MarianTokenizer ids for every test line (source side: tok(text); target side:
@@ -460,8 +470,7 @@ def main():
                 ids[f"{side}_ids"] = [tok(t).input_ids for t in test[lang]]
             else:
                 ids[f"{side}_ids"] = [tok(text_target=t).input_ids for t in test[lang]]
-        with open(os.path.join(out, "tokenizer_ids.json"), "w", encoding="utf-8") as f:
-            json.dump(ids, f, ensure_ascii=False, separators=(",", ":"))
+        write_json_gz(os.path.join(out, "tokenizer_ids.json.gz"), ids)
     shutil.rmtree(spm_dir)
     total = 0
     for dp, _, fs in os.walk(args.out):

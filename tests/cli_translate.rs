@@ -23,9 +23,14 @@ fn fixture_dir(name: &str) -> PathBuf {
 }
 
 fn expected(name: &str) -> Value {
-    let path = fixture_dir(name).join("expected.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).expect("expected.json parses")
+    use std::io::Read;
+    let path = fixture_dir(name).join("expected.json.gz");
+    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_string(&mut text)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("expected.json.gz parses")
 }
 
 fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {

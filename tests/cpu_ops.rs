@@ -28,6 +28,23 @@ const F32_REL: f32 = 2e-5;
 /// Results that should not move at all but may differ by reassociation.
 const REASSOC_ABS: f32 = 1e-6;
 const REASSOC_REL: f32 = 1e-6;
+/// A softmax row of up to ~100 f32 terms sums to 1 within a few ulps per term.
+const SOFTMAX_SUM_TOL: f32 = 1e-5;
+/// softmax(x + c) vs softmax(x): the shift rounds x + c once (|x + c| <~ 100,
+/// ulp ~1e-5 there), so exp moves by ~1e-5 relative.
+const SHIFT_ABS: f32 = 1e-5;
+const SHIFT_REL: f32 = 1e-4;
+/// log_softmax vs ln(softmax): ln of a rounded probability near 0 loses
+/// absolute accuracy (d ln p = dp / p), hence the larger absolute part.
+const LOG_SOFTMAX_ABS: f32 = 1e-4;
+const LOG_SOFTMAX_REL: f32 = 1e-5;
+/// LayerNorm output statistics in f64 of f32 values: mean of rounding errors
+/// (~1e-7 each) and variance 1 - eps/(var + eps) with eps 1e-5 at most.
+const LN_MEAN_TOL: f64 = 1e-5;
+const LN_VAR_TOL: f64 = 1e-4;
+/// Sums of up to 1001 products: f32 error grows like sqrt(k)·eps·|terms|.
+const LINEAR_ABS: f32 = 2e-4;
+const LINEAR_REL: f32 = 1e-4;
 
 /// softmax(q·kᵀ·scale)·v in f64 per (batch, head, query), `[b, h, s, d]`,
 /// with keys `j < len[b]` (and `j <= p` when causal) visible.
@@ -119,13 +136,13 @@ proptest! {
         let y = softmax_rows(&x, rows, cols).unwrap();
         for r in 0..rows {
             let s: f32 = y[r * cols..][..cols].iter().sum();
-            prop_assert!((s - 1.0).abs() < 1e-5, "row {} sums to {}", r, s);
+            prop_assert!((s - 1.0).abs() < SOFTMAX_SUM_TOL, "row {} sums to {}", r, s);
         }
         let shifted: Vec<f32> = x.iter().map(|v| v + shift).collect();
-        assert_close("softmax(x + c)", &softmax_rows(&shifted, rows, cols).unwrap(), &y, 1e-5, 1e-4);
+        assert_close("softmax(x + c)", &softmax_rows(&shifted, rows, cols).unwrap(), &y, SHIFT_ABS, SHIFT_REL);
         let log = log_softmax_rows(&x, rows, cols).unwrap();
         let ln_y: Vec<f32> = y.iter().map(|v| v.ln()).collect();
-        assert_close("log_softmax vs ln(softmax)", &log, &ln_y, 1e-4, 1e-5);
+        assert_close("log_softmax vs ln(softmax)", &log, &ln_y, LOG_SOFTMAX_ABS, LOG_SOFTMAX_REL);
     }
 
     #[test]
@@ -212,8 +229,8 @@ proptest! {
             let row = &y[r * hidden..][..hidden];
             let mean = row.iter().map(|&v| v as f64).sum::<f64>() / hidden as f64;
             let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / hidden as f64;
-            prop_assert!(mean.abs() < 1e-5, "row {} mean {}", r, mean);
-            prop_assert!((var - 1.0).abs() < 1e-4, "row {} variance {}", r, var);
+            prop_assert!(mean.abs() < LN_MEAN_TOL, "row {} mean {}", r, mean);
+            prop_assert!((var - 1.0).abs() < LN_VAR_TOL, "row {} variance {}", r, var);
         }
     }
 
@@ -262,8 +279,13 @@ fn linear_on_large_odd_shapes() {
                     .sum::<f64>() as f32
             })
             .collect();
-        // Sums of up to 1001 products: f32 error grows like sqrt(k)·eps·|terms|.
-        assert_close(&format!("linear {m}x{n}x{k}"), &got, &want, 2e-4, 1e-4);
+        assert_close(
+            &format!("linear {m}x{n}x{k}"),
+            &got,
+            &want,
+            LINEAR_ABS,
+            LINEAR_REL,
+        );
     }
 }
 

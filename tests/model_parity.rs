@@ -40,7 +40,7 @@ fn model_dirs() -> Option<Vec<PathBuf>> {
     });
     let mut dirs: Vec<PathBuf> = rd
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("expected.json").is_file())
+        .filter(|p| p.join("expected.json.gz").is_file())
         .collect();
     dirs.sort();
     assert!(
@@ -52,7 +52,7 @@ fn model_dirs() -> Option<Vec<PathBuf>> {
 }
 
 fn expected(dir: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap()
+    model_common::read_expected(dir)
 }
 
 fn ids(v: &Value) -> Vec<u32> {

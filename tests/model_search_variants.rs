@@ -61,9 +61,7 @@ fn search_settings_match_hugging_face() {
         let dir = root.join("tests/fixtures/models").join(name);
         let model = MarianModel::load(&dir).unwrap();
         let base = GenerationConfig::from_model_dir(&dir, model.config()).unwrap();
-        let e: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
-                .unwrap();
+        let e: Value = model_common::read_expected(&dir);
         let srcs: Vec<Vec<u32>> = e["sentences"]
             .as_array()
             .unwrap()

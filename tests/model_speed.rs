@@ -166,9 +166,7 @@ fn fixture_generation_speed() {
     for dir in dirs {
         let model = MarianModel::load(&dir).unwrap();
         let gen = GenerationConfig::from_model_dir(&dir, model.config()).unwrap();
-        let e: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
-                .unwrap();
+        let e: serde_json::Value = model_common::read_expected(&dir);
         let srcs: Vec<Vec<u32>> = e["sentences"]
             .as_array()
             .unwrap()

@@ -208,3 +208,74 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn duplicate_ids_in_vocab_json_are_rejected() {
+    let dir = fresh("dup-vocab");
+    let path = dir.join("vocab.json");
+    std::fs::write(
+        &path,
+        r#"{"</s>": 0, "<unk>": 1, "▁a": 2, "▁b": 2, "<pad>": 3}"#,
+    )
+    .expect("write");
+    let e = load_err(&dir);
+    assert!(matches!(e, Error::Tokenizer { .. }), "{e:?}");
+    assert_names(&e, "vocab.json");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("duplicate id 2") && msg.contains("▁a") && msg.contains("▁b"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn tokenizer_ids_are_checked_against_config_vocab_size() {
+    use transformer_kernels::model::ModelConfig;
+    let dir = fresh("compat");
+    let tok = MarianTokenizer::from_dir(&dir).expect("fixture loads");
+    let max = tok.max_vocab_id();
+    // The en-de fixture's ids are 0..vocab_size, pad the last.
+    assert_eq!(max as usize + 1, tok.vocab_size());
+    let config = |vocab_size: u32| {
+        ModelConfig::from_json_str(
+            &format!(
+                r#"{{"d_model": 8, "encoder_attention_heads": 2, "decoder_attention_heads": 2,
+                    "vocab_size": {vocab_size}, "pad_token_id": 0, "decoder_start_token_id": 0}}"#
+            ),
+            Path::new("config.json"),
+        )
+        .expect("config parses")
+    };
+    tok.check_compatible(&config(max + 1))
+        .expect("every id fits");
+    match tok.check_compatible(&config(max)) {
+        Err(e @ Error::Tokenizer { .. }) => {
+            assert_names(&e, "vocab.json");
+            let msg = e.to_string();
+            assert!(
+                msg.contains("config.json")
+                    && msg.contains(&format!("id {max}"))
+                    && msg.contains(&format!("vocab_size = {max}")),
+                "{msg}"
+            );
+        }
+        other => panic!("expected Error::Tokenizer, got {other:?}"),
+    }
+}
+
+#[test]
+fn fixture_model_tokenizers_are_compatible_with_their_configs() {
+    use transformer_kernels::model::ModelConfig;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models");
+    for name in [
+        "marian-swish-ende",
+        "marian-relu-ende",
+        "marian-gelu-enfr-f16",
+    ] {
+        let dir = root.join(name);
+        let tok = MarianTokenizer::from_dir(&dir).expect("fixture tokenizer loads");
+        let cfg = ModelConfig::from_file(&dir.join("config.json")).expect("config loads");
+        tok.check_compatible(&cfg)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}

@@ -18,6 +18,18 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// Every `activation_function` name [`Activation::from_name`] accepts
+    /// (Hugging Face `ACT2FN` names), listed in its error message.
+    pub const NAMES: [&'static str; 7] = [
+        "relu",
+        "gelu",
+        "gelu_new",
+        "gelu_pytorch_tanh",
+        "gelu_fast",
+        "swish",
+        "silu",
+    ];
+
     /// Parses the `activation_function` string of a Hugging Face config.
     ///
     /// Errors: [`Error::InvalidArgument`] for a name this crate does not implement.
@@ -29,7 +41,10 @@ impl Activation {
             "swish" | "silu" => Ok(Activation::Swish),
             other => Err(Error::invalid(
                 "activation",
-                format!("unsupported activation_function {other:?}; expected relu, gelu, gelu_new, swish or silu"),
+                format!(
+                    "unsupported activation_function {other:?}; expected one of {}",
+                    Self::NAMES.join(", ")
+                ),
             )),
         }
     }

@@ -9,6 +9,25 @@ use serde::Deserialize;
 use crate::cpu::activation::Activation;
 use crate::error::{Error, Result};
 
+// Upper bounds on config.json sizes. They are far above any published
+// Marian / opus-mt / Transformer checkpoint (opus-mt-big: 6 + 6 layers,
+// d_model 1024, 16 heads, ffn 4096, vocab ~60k, 1024 positions) and exist so
+// that a corrupt or hostile config.json is rejected before anything is
+// allocated or looped over in proportion to its values.
+
+/// Most encoder or decoder layers accepted (the largest public Transformers have ~100).
+pub const MAX_LAYERS: usize = 1024;
+/// Largest `d_model` accepted (GPT-3-class models use 12288).
+pub const MAX_D_MODEL: usize = 65536;
+/// Most attention heads accepted (heads must also divide `d_model`).
+pub const MAX_HEADS: usize = 1024;
+/// Largest FFN inner width accepted (4 x [`MAX_D_MODEL`], the usual ratio).
+pub const MAX_FFN_DIM: usize = 4 * MAX_D_MODEL;
+/// Largest vocabulary accepted (2^24; the largest tokenizers have ~256k pieces).
+pub const MAX_VOCAB_SIZE: usize = 1 << 24;
+/// Most positions accepted (2^20; Marian uses 512 or 1024).
+pub const MAX_POSITION_EMBEDDINGS: usize = 1 << 20;
+
 /// The architecture of a Marian encoder-decoder, as `config.json` gives it.
 ///
 /// Field names and defaults are those of Hugging Face `MarianConfig`.
@@ -131,7 +150,8 @@ impl ModelConfig {
     ///
     /// Errors: [`Error::Io`] if the file cannot be read, [`Error::Json`] if it
     /// is not valid JSON of the expected types, [`Error::Checkpoint`] (naming
-    /// the file) for values out of range (zero sizes, `d_model` not divisible
+    /// the file) for values out of range (zero sizes, sizes above the
+    /// `MAX_*` bounds of this module, `d_model` not divisible
     /// by the heads, token ids past the vocabulary, an unknown activation,
     /// pre-LN).
     pub fn from_file(path: &Path) -> Result<Self> {
@@ -224,6 +244,22 @@ impl ModelConfig {
         }
     }
 
+    /// Checks the values (as [`ModelConfig::from_json_str`] does) for a
+    /// config built or edited in code; `path` names the file in the error.
+    ///
+    /// Errors: [`Error::Checkpoint`] naming `path` and every problem: zero
+    /// or absurd sizes (above [`MAX_LAYERS`], [`MAX_D_MODEL`], ...), heads
+    /// that do not divide `d_model`, token ids past the vocabulary, an
+    /// unknown activation, pre-LN.
+    pub fn check(&self, path: &Path) -> Result<()> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::checkpoint(path, problems.join("; ")))
+        }
+    }
+
     /// Every inconsistency of the values, one message each.
     fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
@@ -235,10 +271,46 @@ impl ModelConfig {
             ("decoder_ffn_dim", self.decoder_ffn_dim),
             ("vocab_size", self.vocab_size),
             ("decoder_vocab_size", self.decoder_vocab_size),
+            ("max_position_embeddings", self.max_position_embeddings),
         ];
         for (name, v) in nonzero {
             if v == 0 {
                 p.push(format!("{name} must be > 0"));
+            }
+        }
+        let bounded = [
+            ("encoder_layers", self.encoder_layers, MAX_LAYERS),
+            ("decoder_layers", self.decoder_layers, MAX_LAYERS),
+            ("d_model", self.d_model, MAX_D_MODEL),
+            (
+                "encoder_attention_heads",
+                self.encoder_attention_heads,
+                MAX_HEADS,
+            ),
+            (
+                "decoder_attention_heads",
+                self.decoder_attention_heads,
+                MAX_HEADS,
+            ),
+            ("encoder_ffn_dim", self.encoder_ffn_dim, MAX_FFN_DIM),
+            ("decoder_ffn_dim", self.decoder_ffn_dim, MAX_FFN_DIM),
+            ("vocab_size", self.vocab_size, MAX_VOCAB_SIZE),
+            (
+                "decoder_vocab_size",
+                self.decoder_vocab_size,
+                MAX_VOCAB_SIZE,
+            ),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                MAX_POSITION_EMBEDDINGS,
+            ),
+        ];
+        for (name, v, max) in bounded {
+            if v > max {
+                p.push(format!(
+                    "{name} {v} is out of range (at most {max} is accepted)"
+                ));
             }
         }
         for (name, h) in [

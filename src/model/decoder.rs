@@ -96,7 +96,9 @@ impl<B: Backend> MarianModel<B> {
     /// `cache.len() ..`, appending to the KV cache. Returns the logits
     /// `[rows, t, target_vocab]` (with `final_logits_bias`).
     ///
-    /// Errors: [`Error::Shape`] if `ids.len() != rows * t`; an id past the vocabulary.
+    /// Errors: [`Error::Shape`] if `ids.len() != rows * t`;
+    /// [`Error::InvalidArgument`] if a position `>= max_position_embeddings`
+    /// would be decoded; an id past the vocabulary.
     pub fn decode_step(
         &self,
         state: &mut DecoderState<B::Tensor>,
@@ -114,6 +116,17 @@ impl<B: Backend> MarianModel<B> {
         let cfg = &self.config;
         let b = &self.backend;
         let start = state.cache.len();
+        let max_pos = cfg.max_position_embeddings;
+        if start.saturating_add(t) > max_pos {
+            // As the encoder: no position past the model's table.
+            return Err(Error::invalid(
+                "decode_step",
+                format!(
+                    "decoder positions {start}..{} go past the model's max_position_embeddings {max_pos}",
+                    start.saturating_add(t)
+                ),
+            ));
+        }
         state.cache.reserve(b, t)?;
         let heads = cfg.decoder_attention_heads;
         let mut h = b.embed(

@@ -13,6 +13,12 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::model::config::{IdOrList, ModelConfig};
 
+/// Largest beam width accepted. Memory and time grow linearly with the beam
+/// (a KV cache and `num_beams x vocab` scores per source); translation uses
+/// 4 to 12 and gains nothing past a few dozen, so 1024 only stops a typo or a
+/// hostile config from exhausting memory.
+pub const MAX_NUM_BEAMS: usize = 1024;
+
 /// When beam search stops (Hugging Face `early_stopping`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EarlyStopping {
@@ -106,13 +112,27 @@ impl GenerationConfig {
     /// fields of `dir/config.json`, over the defaults (see the module docs).
     ///
     /// Errors: [`Error::Io`] / [`Error::Json`] naming the file;
-    /// [`Error::Checkpoint`] for an invalid `early_stopping` value.
+    /// [`Error::Checkpoint`] for an invalid `early_stopping` value or a
+    /// `generation_config.json` that is not a regular file (a directory).
     pub fn from_model_dir(dir: &Path, cfg: &ModelConfig) -> Result<Self> {
         let gen_path = dir.join("generation_config.json");
-        let path = if gen_path.is_file() {
-            gen_path
-        } else {
-            dir.join("config.json")
+        // Absent: use config.json. Present but not a file (a directory, a
+        // dangling link): an error, never silently the other file's settings.
+        let path = match std::fs::metadata(&gen_path) {
+            Ok(m) if m.is_file() => gen_path,
+            Ok(_) => {
+                return Err(Error::checkpoint(
+                    &gen_path,
+                    "generation_config.json exists but is not a regular file",
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if gen_path.is_symlink() {
+                    return Err(Error::io(&gen_path, e));
+                }
+                dir.join("config.json")
+            }
+            Err(e) => return Err(Error::io(&gen_path, e)),
         };
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
         Self::from_json_str(&text, &path, cfg)
@@ -173,8 +193,9 @@ impl GenerationConfig {
 
     /// Checks the settings against each other and the vocabulary.
     ///
-    /// Errors: [`Error::InvalidArgument`] for `num_beams == 0`,
-    /// `num_return_sequences` of 0 or above `num_beams`, an effective
+    /// Errors: [`Error::InvalidArgument`] for `num_beams` of 0, above
+    /// [`MAX_NUM_BEAMS`] or above `vocab`, `num_return_sequences` of 0 or
+    /// above `num_beams` (as Hugging Face), an effective
     /// max_length below 2 (nothing could be generated), or a token id
     /// `>= vocab`.
     pub fn validate(&self, vocab: usize) -> Result<()> {
@@ -182,6 +203,27 @@ impl GenerationConfig {
         if self.num_beams == 0 {
             return Err(Error::invalid(op, "num_beams must be >= 1"));
         }
+        if self.num_beams > MAX_NUM_BEAMS {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "num_beams {} is above the limit of {MAX_NUM_BEAMS}",
+                    self.num_beams
+                ),
+            ));
+        }
+        // More beams than tokens cannot all be distinct continuations.
+        if self.num_beams > vocab {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "num_beams {} is larger than the vocabulary size {vocab}",
+                    self.num_beams
+                ),
+            ));
+        }
+        // Hugging Face raises the same (`num_return_sequences` has to be
+        // smaller or equal to `num_beams`).
         if self.num_return_sequences == 0 || self.num_return_sequences > self.num_beams {
             return Err(Error::invalid(
                 op,

@@ -22,7 +22,7 @@ use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{fmt_shape, Error, Result};
 use crate::model::backend::Backend;
-use crate::model::config::ModelConfig;
+use crate::model::config::{ModelConfig, MAX_LAYERS};
 
 /// A tensor read from the checkpoint, widened to f32.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,8 +36,9 @@ pub struct HostTensor {
 /// Reads every tensor of a safetensors file, widening f16 / bf16 to f32.
 ///
 /// Errors: [`Error::Io`] if the file cannot be read; [`Error::Checkpoint`]
-/// naming the file for a truncated or corrupt file or a tensor of another
-/// dtype (all such tensors listed in one message).
+/// naming the file for a truncated or corrupt file, a tensor of another
+/// dtype, or a tensor holding NaN or infinite values (all such tensors listed
+/// by name in one message).
 pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| {
@@ -48,6 +49,7 @@ pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
     })?;
     let mut out = BTreeMap::new();
     let mut bad = Vec::new();
+    let mut non_finite = Vec::new();
     for (name, view) in st.tensors() {
         let shape = view.shape().to_vec();
         let raw = view.data();
@@ -72,12 +74,31 @@ pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
                 continue;
             }
         };
+        // A NaN or infinite weight makes every score NaN and the search's
+        // output meaningless: reject it here, where the tensor is known.
+        if let Some((i, v)) = data.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            let count = data.iter().filter(|v| !v.is_finite()).count();
+            non_finite.push(format!(
+                "{name} {}: {count} non-finite value(s), the first {v} at flat index {i}",
+                fmt_shape(&shape)
+            ));
+        }
         out.insert(name, HostTensor { shape, data });
     }
     if !bad.is_empty() {
         return Err(Error::checkpoint(
             path,
             format!("unsupported tensor dtypes: {}", bad.join("; ")),
+        ));
+    }
+    if !non_finite.is_empty() {
+        return Err(Error::checkpoint(
+            path,
+            format!(
+                "{} tensor(s) hold NaN or infinite values: {}",
+                non_finite.len(),
+                non_finite.join("; ")
+            ),
         ));
     }
     Ok(out)
@@ -169,11 +190,33 @@ pub fn expected_tensors(cfg: &ModelConfig) -> Vec<(String, Vec<usize>, Presence)
 /// Checks `tensors` against [`expected_tensors`]: one [`Error::Checkpoint`]
 /// naming `path` and listing every missing, unexpected and mis-shaped tensor
 /// by name and shape.
+///
+/// A layer count of `cfg` above [`MAX_LAYERS`] (possible only in a config
+/// built in code; config.json is bounded at load) that the file does not
+/// hold is reported before the expected list (about 30 names per layer) is
+/// built, so that an absurd `encoder_layers` costs nothing.
 pub fn check_tensors(
     path: &Path,
     cfg: &ModelConfig,
     tensors: &BTreeMap<String, HostTensor>,
 ) -> Result<()> {
+    for (side, layers) in [
+        ("encoder", cfg.encoder_layers),
+        ("decoder", cfg.decoder_layers),
+    ] {
+        let held = layers_in_file(tensors, side);
+        // Up to MAX_LAYERS the full listing below (every missing tensor by
+        // name) is cheap and more useful; past it, only the counts.
+        if layers > held && layers > MAX_LAYERS {
+            return Err(Error::checkpoint(
+                path,
+                format!(
+                    "checkpoint does not match config.json: config.json has {side}_layers = \
+                     {layers} but the file holds {held} {side} layer(s)"
+                ),
+            ));
+        }
+    }
     let expected = expected_tensors(cfg);
     let mut missing = Vec::new();
     let mut misshaped = Vec::new();
@@ -231,6 +274,23 @@ pub fn check_tensors(
             ),
         ))
     }
+}
+
+/// One more than the highest `N` of the `model.{side}.layers.N.*` tensors (0 when none).
+fn layers_in_file(tensors: &BTreeMap<String, HostTensor>, side: &str) -> usize {
+    let prefix = format!("model.{side}.layers.");
+    tensors
+        .keys()
+        .filter_map(|name| {
+            name.strip_prefix(&prefix)?
+                .split('.')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .map(|i| i.saturating_add(1))
+        .max()
+        .unwrap_or(0)
 }
 
 /// The four projections of one attention sublayer (`[d_model, d_model]` weights, `[d_model]` biases).

@@ -45,6 +45,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::model::ModelConfig;
 use sentencepiece::SentencePiece;
 use vocab::{AddedToken, TokenizerConfig, Vocab};
 
@@ -354,6 +355,47 @@ impl MarianTokenizer {
     /// Entries in vocab.json (MarianTokenizer's `vocab_size`).
     pub fn vocab_size(&self) -> usize {
         self.vocab.encoder.len()
+    }
+
+    /// The largest id in vocab.json.
+    pub fn max_vocab_id(&self) -> u32 {
+        self.vocab.decoder.keys().copied().max().unwrap_or(0)
+    }
+
+    /// Checks that every id this tokenizer can produce (vocab.json and the
+    /// added tokens of tokenizer_config.json) is a row of the model's
+    /// embedding, i.e. `< cfg.vocab_size` (config.json). Call it after
+    /// loading both, before translating: otherwise a mismatched pair loads
+    /// and fails later with a message that does not name the file at fault.
+    ///
+    /// # Errors
+    /// [`Error::Tokenizer`] naming vocab.json (or tokenizer_config.json for
+    /// an added token), the offending token and id, and config.json's
+    /// `vocab_size`.
+    pub fn check_compatible(&self, cfg: &ModelConfig) -> Result<()> {
+        let vocab_size = cfg.vocab_size;
+        let too_big = |id: u32| id as usize >= vocab_size;
+        let explain = |token: &str, id: u32| {
+            format!(
+                "token {token:?} has id {id}, but config.json has vocab_size = {vocab_size} \
+                 (ids must be below it): the tokenizer and the model do not belong together"
+            )
+        };
+        let max = self.max_vocab_id();
+        if too_big(max) {
+            let token = self.vocab.decoder.get(&max).map_or("", String::as_str);
+            return Err(Error::tokenizer(
+                self.dir.join("vocab.json"),
+                explain(token, max),
+            ));
+        }
+        if let Some(t) = self.added.iter().find(|t| too_big(t.id)) {
+            return Err(Error::tokenizer(
+                self.dir.join("tokenizer_config.json"),
+                explain(&t.content, t.id),
+            ));
+        }
+        Ok(())
     }
 
     /// Language codes `>>xx<<` that vocab.json holds (multilingual models).

@@ -11,8 +11,8 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
-/// vocab.json's entries in file order: order decides which piece an id maps
-/// back to when two pieces share an id (Python's `{v: k}`: the last wins).
+/// vocab.json's entries in file order, so that errors name the first
+/// offending entry.
 struct OrderedEntries(Vec<(String, serde_json::Value)>);
 
 impl<'de> Deserialize<'de> for OrderedEntries {
@@ -50,7 +50,7 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 }
 
 impl Vocab {
-    /// Reads vocab.json: a JSON object whose values are ids in `0..2^32`.
+    /// Reads vocab.json: a JSON object whose values are distinct ids in `0..2^32`.
     pub(crate) fn load(path: &Path) -> Result<Self> {
         let bytes = read(path)?;
         let OrderedEntries(entries) =
@@ -70,6 +70,14 @@ impl Vocab {
                         format!("the id of {piece:?} is {value}, not an integer in 0..2^32"),
                     )
                 })?;
+            // Two pieces with one id cannot both be decoded (MarianTokenizer's
+            // `{v: k}` silently keeps the last): reject the file instead.
+            if let Some(first) = decoder.get(&id) {
+                return Err(Error::tokenizer(
+                    path,
+                    format!("duplicate id {id}: both {first:?} and {piece:?} have it"),
+                ));
+            }
             encoder.insert(piece.clone(), id);
             decoder.insert(id, piece);
         }

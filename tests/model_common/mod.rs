@@ -12,6 +12,19 @@ use safetensors::tensor::{Dtype, TensorView};
 use transformer_kernels::model::weights::{expected_tensors, Presence};
 use transformer_kernels::model::ModelConfig;
 
+/// The parsed `expected.json.gz` of a fixture model directory (gzipped to
+/// keep tests/fixtures small; written by scripts/make_fixtures.py).
+pub fn read_expected(dir: &Path) -> serde_json::Value {
+    use std::io::Read;
+    let path = dir.join("expected.json.gz");
+    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_string(&mut text)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// SplitMix64: a tiny, well-known seeded generator (Steele et al., 2014).
 pub struct Rng(u64);
 

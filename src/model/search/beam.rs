@@ -32,7 +32,7 @@ use crate::model::encoder::EncoderOutput;
 use crate::model::generation::{EarlyStopping, GenerationConfig};
 use crate::model::marian::MarianModel;
 use crate::model::search::processors::Processors;
-use crate::model::search::Hypothesis;
+use crate::model::search::{check_scores, Hypothesis};
 
 /// Hugging Face's "very large negative" score for unusable beams.
 const NEG_LARGE: f32 = -1.0e9;
@@ -141,6 +141,9 @@ pub(crate) fn beam_search<B: Backend>(
             let item = &mut items[item_idx];
             scores.clear();
             scores.extend_from_slice(&log_probs[a * k * vocab..][..k * vocab]);
+            // top_k orders by total_cmp, where NaN is the largest value: a
+            // NaN must fail here, not become the best candidate.
+            check_scores(&scores, cur_len - 1, a * k)?;
             for (j, row) in scores.chunks_exact_mut(vocab).enumerate() {
                 proc.apply(&item.running[j], row);
                 let rs = item.running_scores[j];

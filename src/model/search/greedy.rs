@@ -10,7 +10,7 @@ use crate::model::encoder::EncoderOutput;
 use crate::model::generation::GenerationConfig;
 use crate::model::marian::MarianModel;
 use crate::model::search::processors::Processors;
-use crate::model::search::{argmax, Hypothesis};
+use crate::model::search::{argmax, check_scores, Hypothesis};
 
 pub(crate) fn greedy<B: Backend>(
     model: &MarianModel<B>,
@@ -36,9 +36,13 @@ pub(crate) fn greedy<B: Backend>(
         let mut keep = Vec::with_capacity(active.len());
         for (r, &item) in active.iter().enumerate() {
             let row = &logits[r * vocab..][..vocab];
+            let step = seqs[item].len() - 1;
+            // A NaN anywhere (even at a token the processors mask) would
+            // make the score NaN: fail rather than emit a meaningless result.
+            check_scores(row, step, r)?;
             row_buf.copy_from_slice(row);
             proc.apply(&seqs[item], &mut row_buf);
-            let tok = argmax(&row_buf);
+            let tok = argmax(&row_buf, step, r)?;
             // Score with the model's own log-probabilities.
             row_buf.copy_from_slice(row);
             log_softmax_in_place(&mut row_buf);

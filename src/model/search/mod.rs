@@ -35,7 +35,9 @@ impl<B: Backend> MarianModel<B> {
     /// result does not depend on the other sources of the batch.
     ///
     /// Errors: [`Error::InvalidArgument`] for an empty source, a source longer
-    /// than `max_position_embeddings`, an id past the vocabulary, a beam
+    /// than `max_position_embeddings`, an effective max_length whose decoder
+    /// positions (`max_length - 1`) exceed `max_position_embeddings`, a NaN
+    /// decoder score, an id past the vocabulary, a beam
     /// width the vocabulary cannot fill, or invalid settings (see
     /// [`GenerationConfig::validate`]).
     /// An empty `sources` gives `Ok(vec![])`.
@@ -64,6 +66,22 @@ impl<B: Backend> MarianModel<B> {
                 ));
             }
         }
+        // Decoder inputs sit at positions 0 ..= max_length - 2 (the last
+        // generated token is never fed back). Hugging Face cannot embed
+        // positions past the table either; failing up front is clearer than
+        // failing (or, worse, silently running past it) mid-generation.
+        let max_pos = self.config.max_position_embeddings;
+        let max_len = gen.effective_max_length();
+        if max_len - 1 > max_pos {
+            return Err(Error::invalid(
+                "generate",
+                format!(
+                    "max_length {max_len} needs {} decoder positions but the model's \
+                     max_position_embeddings is {max_pos}; lower max_length / max_new_tokens",
+                    max_len - 1
+                ),
+            ));
+        }
         // Beam search keeps max(2, 1 + n_eos) · num_beams candidates per step
         // (Hugging Face's top-k would fail on a smaller vocabulary).
         let keep = (1 + gen.eos_token_id.len()).max(2) * gen.num_beams;
@@ -85,13 +103,60 @@ impl<B: Backend> MarianModel<B> {
     }
 }
 
+/// Fails when a decoder score row holds a NaN: NaN logits come from weights
+/// or activations that overflowed, and picking a token anyway (NaN compares
+/// false, so the argmax would be token 0, EOS for opus-mt) would turn the
+/// fault into a silently empty translation.
+///
+/// `step` is the generated position (0-based), `row` the decoder row.
+pub(crate) fn check_scores(scores: &[f32], step: usize, row: usize) -> Result<()> {
+    match scores.iter().position(|v| v.is_nan()) {
+        None => Ok(()),
+        Some(i) => Err(Error::invalid(
+            "generate",
+            format!(
+                "the decoder produced a NaN score (token {i}, decoder row {row}, step {step}): \
+                 the model's activations overflowed or the weights are corrupt"
+            ),
+        )),
+    }
+}
+
 /// Index of the first maximum (as `torch.argmax`); 0 for an empty or all-`-inf` row.
-pub(crate) fn argmax(row: &[f32]) -> usize {
+///
+/// Errors: [`Error::InvalidArgument`] when the row holds a NaN (see [`check_scores`]).
+pub(crate) fn argmax(row: &[f32], step: usize, row_index: usize) -> Result<usize> {
+    check_scores(row, step, row_index)?;
     let mut best = 0;
     for (i, &v) in row.iter().enumerate() {
         if v > row[best] {
             best = i;
         }
     }
-    best
+    Ok(best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_takes_the_first_maximum() {
+        assert_eq!(argmax(&[0.5, 2.0, -1.0, 2.0], 0, 0).unwrap(), 1);
+        assert_eq!(argmax(&[f32::NEG_INFINITY; 3], 0, 0).unwrap(), 0);
+    }
+
+    #[test]
+    fn argmax_rejects_a_nan_score_instead_of_picking_eos() {
+        // NaN at index 1: a plain comparison loop would return 0 (EOS).
+        for row in [[f32::NAN, 1.0, 2.0], [0.0, f32::NAN, -1.0]] {
+            match argmax(&row, 3, 2) {
+                Err(Error::InvalidArgument { op, msg }) => {
+                    assert_eq!(op, "generate");
+                    assert!(msg.contains("NaN") && msg.contains("step 3"), "{msg}");
+                }
+                other => panic!("expected a NaN error, got {other:?}"),
+            }
+        }
+    }
 }
