@@ -16,6 +16,20 @@
 // A row whose every score is -inf gets lse = -inf and log-probabilities -inf
 // (never NaN).
 //
+// Non-finite scores (the same rules as the CPU reference, src/cpu/logits.rs):
+// - NaN anywhere in a row's scores (the pad column excepted: it is masked
+//   before it is read) makes every log-probability of that row NaN, top-k
+//   included: a broken row is never passed off as a finite distribution.
+//   The top-k order ranks NaN above every number (as torch.topk and
+//   torch.argmax do), NaN ids by lower id, so the ids name the NaN entries
+//   first; the remaining ranks follow the numbers as usual.
+// - n >= 1 scores at +inf (and no NaN): the limit of log-softmax as those n
+//   scores grow together, i.e. log_probs = -ln(n) at each +inf entry and
+//   -inf elsewhere (lse = +inf). Naively, exp(inf - inf) = NaN would poison
+//   the sum and inf - inf = NaN the entry's own log-probability; the online
+//   pair instead counts the +inf entries (exp(x - m) is taken as 1 when
+//   x == m), so s is n exactly when m = +inf.
+//
 // Variants: logits_topk<K>_<dtype>, K = 1, 8, 32 (the compile-time maximum
 // of k; the wrapper takes the smallest K >= k), dtype f32/f16/bf16 storage of
 // logits and bias.
@@ -49,22 +63,52 @@ constexpr int kUnroll = 8;
 // 16-byte chunks each thread loads before using any of them (vector path).
 constexpr int kVecUnroll = 2;
 
-// The order of candidates: larger score first, then lower id. Id -1 (as
-// unsigned, the largest) marks an empty slot, worse than any real entry.
+// The order of candidates: NaN first (above every number, as torch.topk
+// ranks it), then larger score, then lower id (also among NaNs). Id -1 (as
+// unsigned, the largest) marks an empty slot (-inf), worse than any real
+// entry.
 __device__ __forceinline__ bool better(float v1, int32_t i1, float v2, int32_t i2) {
-    return v1 > v2 || (v1 == v2 && static_cast<uint32_t>(i1) < static_cast<uint32_t>(i2));
+    const bool n1 = isnan(v1);
+    const bool n2 = isnan(v2);
+    if (n1 != n2) return n1;
+    if (n1 || v1 == v2) return static_cast<uint32_t>(i1) < static_cast<uint32_t>(i2);
+    return v1 > v2;
 }
 
-// Online log-sum-exp pair: (running max m, sum of exp(x - m)).
+// exp(x - m) for x <= m, with x == m counted as 1 so that +inf entries
+// under a +inf maximum count instead of giving exp(inf - inf) = NaN.
+// Never called with x == m == -inf (those contribute nothing).
+__device__ __forceinline__ float exp_below(float x, float m) {
+    return x == m ? 1.0f : expf(x - m);
+}
+
+// Online log-sum-exp pair: (running max m, sum of exp(x - m)); s = NaN once
+// a NaN score was seen (sticky through every merge).
 __device__ __forceinline__ void lse_merge(float& m, float& s, float m2, float s2) {
     const float mx = fmaxf(m, m2);
+    if (isnan(s) || isnan(s2)) {
+        m = mx;
+        s = CUDART_NAN_F;
+        return;
+    }
     if (mx == -CUDART_INF_F) {
         m = mx;
         s = 0.0f;
         return;
     }
-    s = s * expf(m - mx) + s2 * expf(m2 - mx);
+    s = s * exp_below(m, mx) + s2 * exp_below(m2, mx);
     m = mx;
+}
+
+// The row's log-softmax at score x from the merged pair (m, s) and
+// lse = m + ln s: NaN for a NaN row, -inf everywhere for a row of only -inf,
+// -ln(n) at the n entries of +inf (else -inf) when m = +inf, x - lse
+// otherwise.
+__device__ __forceinline__ float log_prob(float x, float m, float s, float lse) {
+    if (isnan(lse)) return CUDART_NAN_F;
+    if (lse == -CUDART_INF_F) return -CUDART_INF_F;
+    if (m == CUDART_INF_F) return x == CUDART_INF_F ? -logf(s) : -CUDART_INF_F;
+    return x - lse;
 }
 
 // Block-wide argmax under `better`; every thread gets the winner.
@@ -126,11 +170,15 @@ struct RowState {
     // Takes score x of token id (in any order: the result does not depend on it
     // beyond the rounding of the sum).
     __device__ __forceinline__ void consume(float x, int32_t id) {
-        if (x > m) {
-            s = s * expf(m - x) + 1.0f;  // exp(-inf) = 0 on the first element
+        if (isnan(x)) {
+            s = CUDART_NAN_F;  // sticky: the whole row's log-probs become NaN
+        } else if (x > m) {
+            // m < x, so m - x is -inf or finite negative: exp(-inf) = 0 on
+            // the first element and when x = +inf follows a finite maximum.
+            s = s * expf(m - x) + 1.0f;
             m = x;
         } else if (x > -CUDART_INF_F) {
-            s += expf(x - m);
+            s += exp_below(x, m);
         }
         if (better(x, id, cv[K - 1], ci[K - 1])) {
             cv[K - 1] = x;
@@ -240,7 +288,8 @@ __device__ __forceinline__ void logits_impl(const LogitsParams& p) {
     s = 0.0f;
 #pragma unroll
     for (int w = 0; w < kWarps; ++w) lse_merge(m, s, s_m[w], s_s[w]);
-    const float lse = m == -CUDART_INF_F ? -CUDART_INF_F : m + logf(s);
+    // NaN row: NaN; only -inf: -inf; m = +inf: +inf (m + ln n).
+    const float lse = isnan(s) ? CUDART_NAN_F : (m == -CUDART_INF_F ? -CUDART_INF_F : m + logf(s));
 
     // Top-k: k rounds of block argmax over the threads' heads.
     const int k = p.k < K ? p.k : K;
@@ -250,8 +299,7 @@ __device__ __forceinline__ void logits_impl(const LogitsParams& p) {
         block_argmax(wv, wi, s_v, s_i);
         if (threadIdx.x == 0) {
             p.topk_ids[row_idx * p.k + r] = wi;
-            p.topk_log_probs[row_idx * p.k + r] =
-                lse == -CUDART_INF_F ? -CUDART_INF_F : wv - lse;
+            p.topk_log_probs[row_idx * p.k + r] = log_prob(wv, m, s, lse);
         }
         if (wi != -1 && st.ci[0] == wi) {
 #pragma unroll
@@ -268,7 +316,7 @@ __device__ __forceinline__ void logits_impl(const LogitsParams& p) {
         float* lp = p.log_probs + row_idx * V;
         for (int64_t v = threadIdx.x; v < V; v += kThreads) {
             const float x = score_at<T>(row, bias, v, p.pad_id);
-            lp[v] = lse == -CUDART_INF_F ? -CUDART_INF_F : x - lse;
+            lp[v] = log_prob(x, m, s, lse);
         }
     }
 }

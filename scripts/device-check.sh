@@ -14,16 +14,32 @@
 #       1. every packed GPU test with TK_REQUIRE_GPU=1 (a missing GPU fails, never skips);
 #       2. `transformer-kernels verify` (every kernel vs the CPU reference, all dtypes);
 #       3. `transformer-kernels bench` (time, GB/s, % of a device-to-device copy);
-#       4. PyTorch's layer_norm / embedding / log_softmax+topk / activations on the
-#          same shapes, timed the same way (scripts/torch_compare.py);
+#       4. PyTorch's layer_norm / embedding / log_softmax+topk / activations / .to(dtype)
+#          on the same shapes, timed the same way (scripts/torch_compare.py);
 #       5. a short table last: test and verify status, ours vs PyTorch at the largest shapes.
-#     Logs and CSVs go to $OUT (if set, e.g. by the device runner) or device-pack/out.
-#     Each step has a timeout; the whole run is sized to finish in under 5 minutes.
-#     Exit status: non-zero when a test, verify or bench failed (PyTorch is informative).
+#     Logs and CSVs go to $OUT (if set, e.g. by the device runner) or device-pack/out;
+#     $OUT/status.txt gets one line per step as soon as the step ends (read it if the
+#     run is cut short). Exit status: non-zero when a test, verify or bench failed or
+#     timed out (PyTorch is informative).
 #     The criterion benches are packed too (bin names layer_norm, embedding, logits,
 #     bias_activation under the unpacked benches/); run one by hand with `<bin> --bench`.
 #
-# Record figures from a run only in BENCHMARKS.md, with the date and the device.
+# Device budget (why the limits below are what they are): one device command may run
+# at most 600 s, and a session's whole device time (machine start, every command, idle
+# time) is 15 minutes. `run` is therefore capped at RUN_BUDGET_S (default 460 s, about
+# 8 minutes) so that one call fits a 600 s command with the machine's start-up aside,
+# and a failed run leaves time for one shorter rerun (STEPS="verify" etc.). Per-step
+# timeouts, sized by what each step does, sum to less than the budget:
+#     unpack 30 s; GPU tests 6 binaries x 35 s = 210 s (each runs in seconds when the
+#     kernels are right; a hang is what the timeout catches); verify 60 s; bench 90 s
+#     (~35 rows x 3 dtypes x 35 launches, plus a copy baseline per size); PyTorch 60 s;
+#     summary reserve 10 s: 460 s in all.
+# Every step's timeout is also cut to what is left of the budget, and a step that no
+# longer fits is recorded as skipped, so the summary table is always printed, also
+# after a timeout, and also on SIGTERM/SIGINT (a trap; bash runs it once the
+# current step's command has returned, which its own timeout bounds).
+#   STEPS="tests verify bench torch" (the default) picks the steps to run.
+#
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,8 +61,14 @@ pack() {
     local stage="$PACK/stage"
     mkdir -p "$stage/tests" "$stage/benches" "$stage/bin"
     echo "== cargo build --release (CLI)"
-    cargo build --release --bin transformer-kernels
-    cp target/release/transformer-kernels "$stage/bin/"
+    # The executable's path from cargo itself (honours CARGO_TARGET_DIR and
+    # .cargo/config build.target-dir), as for the tests and benches below.
+    local cli
+    cli=$(cargo build --release --bin transformer-kernels --message-format=json |
+        jq -r 'select(.reason == "compiler-artifact" and .executable != null and .target.kind == ["bin"] and .target.name == "transformer-kernels") | .executable' |
+        tail -n 1)
+    [ -n "$cli" ] && [ -f "$cli" ] || { echo "cargo reported no transformer-kernels executable" >&2; exit 1; }
+    cp "$cli" "$stage/bin/"
     echo "== cargo test --release --no-run ${test_args[*]}"
     cargo test --release --no-run --message-format=json "${test_args[@]}" |
         jq -r 'select(.reason == "compiler-artifact" and .executable != null and .target.kind == ["test"]) | "\(.target.name) \(.executable)"' |
@@ -72,64 +94,138 @@ pack() {
     fi
 }
 
+# Seconds a step may take: its own limit, cut to what is left of the budget
+# (less the summary's reserve); 0 when nothing is left.
+step_limit() {
+    local want=$1 left=$((DEADLINE - SECONDS - SUMMARY_RESERVE_S))
+    [ "$left" -lt 0 ] && left=0
+    [ "$want" -lt "$left" ] && echo "$want" || echo "$left"
+}
+
+# status LINE: one line to the status file (written as the run goes) and stdout.
+status() { echo "$*" | tee -a "$STATUS"; }
+
+# describe_rc RC LIMIT: "rc=N", or the timeout spelled out.
+describe_rc() {
+    case "$1" in
+        124 | 137) echo "rc=$1 TIMEOUT after $2 s" ;;
+        *) echo "rc=$1" ;;
+    esac
+}
+
+SUMMARY_DONE=0
+summary() {
+    [ "$SUMMARY_DONE" = 0 ] || return 0
+    SUMMARY_DONE=1
+    echo "== summary ($((SECONDS - T0)) s of the ${RUN_BUDGET_S} s budget)"
+    cat "$STATUS"
+    timeout 10 python3 "$PACK/torch_compare.py" --summary "$OUTDIR/bench.csv" "$OUTDIR/torch.csv" || true
+    if [ "$FAILED" != 0 ]; then
+        echo "device check: FAILED (see $OUTDIR)"
+    else
+        echo "device check: tests, verify and bench passed"
+    fi
+}
+
 run() {
     [ -f "$PACK/pack.tar.xz" ] || { echo "no $PACK/pack.tar.xz: run 'bash scripts/device-check.sh pack' on the build machine first" >&2; exit 2; }
-    local out="${OUT:-$PACK/out}"
-    mkdir -p "$out"
+    RUN_BUDGET_S=${RUN_BUDGET_S:-460}
+    SUMMARY_RESERVE_S=10
+    T0=$SECONDS
+    DEADLINE=$((T0 + RUN_BUDGET_S))
+    OUTDIR="${OUT:-$PACK/out}"
+    STATUS="$OUTDIR/status.txt"
+    FAILED=0
+    local steps=" ${STEPS:-tests verify bench torch} "
+    mkdir -p "$OUTDIR"
+    : >"$STATUS"
+    # The summary is printed however the run ends (timeout of the whole
+    # command included: the runner's SIGTERM reaches this shell).
+    trap 'FAILED=1; status "interrupted after $((SECONDS - T0)) s"; summary; exit 1' INT TERM
+    status "pack commit: $(head -n 1 "$PACK/COMMIT" 2>/dev/null || echo unknown); budget ${RUN_BUDGET_S} s; steps:${steps% }"
+
     # Unpack outside the tree (python's tarfile: no dependency on an xz binary).
-    local bins="${TMPDIR:-/tmp}/tk-device-pack"
+    local bins="${TMPDIR:-/tmp}/tk-device-pack" rc=0 lim
     rm -rf "$bins"
     mkdir -p "$bins"
-    python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$PACK/pack.tar.xz" "$bins"
-    local status="$out/status.txt"
-    : >"$status"
-    local failed=0
-    local t0=$SECONDS
-    echo "== device"
-    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-    echo "pack commit: $(cat "$PACK/COMMIT" 2>/dev/null || echo unknown)"
-    export TK_REQUIRE_GPU=1
-
-    echo "== GPU tests (TK_REQUIRE_GPU=1)"
-    for t in "$bins"/tests/*; do
-        local name rc=0
-        name=$(basename "$t")
-        timeout 150 "$t" >"$out/test-$name.log" 2>&1 || rc=$?
-        local summary
-        summary=$(grep -E '^test result:' "$out/test-$name.log" | tail -n 1 || true)
-        echo "test $name: rc=$rc ${summary:-no summary (see $out/test-$name.log)}" | tee -a "$status"
-        if [ "$rc" != 0 ]; then
-            failed=1
-            grep -E 'panicked|FAILED|failed' "$out/test-$name.log" | head -n 8 || true
-        fi
-    done
-
-    echo "== verify"
-    # With pipefail, a pipeline's status is the command's unless tee fails.
-    local rc=0
-    timeout 120 "$bins/bin/transformer-kernels" verify 2>&1 | tee "$out/verify.txt" || rc=$?
-    echo "verify: rc=$rc $(grep -cE ' FAIL ' "$out/verify.txt" || true) failing rows" | tee -a "$status"
-    [ "$rc" = 0 ] || failed=1
-
-    echo "== bench"
-    rc=0
-    timeout 120 "$bins/bin/transformer-kernels" bench --iters 30 --csv "$out/bench.csv" 2>&1 | tee "$out/bench.txt" || rc=$?
-    echo "bench: rc=$rc" | tee -a "$status"
-    [ "$rc" = 0 ] || failed=1
-
-    echo "== PyTorch on the same shapes"
-    rc=0
-    timeout 90 python3 "$PACK/torch_compare.py" --iters 30 --csv "$out/torch.csv" 2>&1 | tee "$out/torch.txt" || rc=$?
-    echo "torch: rc=$rc" | tee -a "$status"
-
-    echo "== summary ($((SECONDS - t0)) s)"
-    cat "$status"
-    python3 "$PACK/torch_compare.py" --summary "$out/bench.csv" "$out/torch.csv" || true
-    if [ "$failed" != 0 ]; then
-        echo "device check: FAILED (see $out)"
+    lim=$(step_limit 30)
+    timeout -k 5 "$lim" python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$PACK/pack.tar.xz" "$bins" || rc=$?
+    if [ "$rc" != 0 ]; then
+        FAILED=1
+        status "unpack: $(describe_rc "$rc" "$lim")"
+        summary
         return 1
     fi
-    echo "device check: tests, verify and bench passed"
+    echo "== device"
+    timeout 10 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+    export TK_REQUIRE_GPU=1
+
+    if [[ "$steps" == *" tests "* ]]; then
+        echo "== GPU tests (TK_REQUIRE_GPU=1)"
+        for t in "$bins"/tests/*; do
+            local name summary_line
+            name=$(basename "$t")
+            lim=$(step_limit 35)
+            if [ "$lim" -lt 5 ]; then
+                FAILED=1
+                status "test $name: SKIPPED (budget spent)"
+                continue
+            fi
+            rc=0
+            timeout -k 5 "$lim" "$t" >"$OUTDIR/test-$name.log" 2>&1 || rc=$?
+            summary_line=$(grep -E '^test result:' "$OUTDIR/test-$name.log" | tail -n 1 || true)
+            status "test $name: $(describe_rc "$rc" "$lim") ${summary_line:-no summary (see $OUTDIR/test-$name.log)}"
+            if [ "$rc" != 0 ]; then
+                FAILED=1
+                grep -E 'panicked|FAILED|failed' "$OUTDIR/test-$name.log" | head -n 8 || true
+            fi
+        done
+    fi
+
+    if [[ "$steps" == *" verify "* ]]; then
+        echo "== verify"
+        lim=$(step_limit 60)
+        if [ "$lim" -lt 5 ]; then
+            FAILED=1
+            status "verify: SKIPPED (budget spent)"
+        else
+            # With pipefail, a pipeline's status is the command's unless tee fails.
+            rc=0
+            timeout -k 5 "$lim" "$bins/bin/transformer-kernels" verify 2>&1 | tee "$OUTDIR/verify.txt" || rc=$?
+            status "verify: $(describe_rc "$rc" "$lim") $(grep -cE ' FAIL ' "$OUTDIR/verify.txt" || true) failing rows"
+            [ "$rc" = 0 ] || FAILED=1
+        fi
+    fi
+
+    if [[ "$steps" == *" bench "* ]]; then
+        echo "== bench"
+        lim=$(step_limit 90)
+        if [ "$lim" -lt 5 ]; then
+            FAILED=1
+            status "bench: SKIPPED (budget spent)"
+        else
+            rc=0
+            timeout -k 5 "$lim" "$bins/bin/transformer-kernels" bench --iters 30 --csv "$OUTDIR/bench.csv" 2>&1 | tee "$OUTDIR/bench.txt" || rc=$?
+            status "bench: $(describe_rc "$rc" "$lim")"
+            [ "$rc" = 0 ] || FAILED=1
+        fi
+    fi
+
+    if [[ "$steps" == *" torch "* ]]; then
+        echo "== PyTorch on the same shapes"
+        lim=$(step_limit 60)
+        if [ "$lim" -lt 5 ]; then
+            status "torch: SKIPPED (budget spent; informative only)"
+        else
+            rc=0
+            timeout -k 5 "$lim" python3 "$PACK/torch_compare.py" --iters 30 --csv "$OUTDIR/torch.csv" 2>&1 | tee "$OUTDIR/torch.txt" || rc=$?
+            status "torch: $(describe_rc "$rc" "$lim") (informative only)"
+        fi
+    fi
+
+    trap - INT TERM
+    summary
+    [ "$FAILED" = 0 ]
 }
 
 case "${1:-}" in

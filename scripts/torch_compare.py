@@ -4,8 +4,8 @@ same run (scripts/device-check.sh run). Not used by CI or the Rust tests.
 
   python3 torch_compare.py [--iters N] [--csv out.csv]
       times PyTorch's residual add + layer_norm, embedding * scale + a position
-      table, (logits + bias, pad -> -inf) -> log_softmax -> topk, and bias +
-      activation, with CUDA events around N back-to-back calls, and reports
+      table, (logits + bias, pad -> -inf) -> log_softmax -> topk, bias +
+      activation, and f32 -> dtype conversion of the weight shapes, with CUDA events around N back-to-back calls, and reports
       GB/s with the SAME byte counts as `bench` (the bytes the fused op must
       move), so the two columns compare directly.
 
@@ -70,6 +70,11 @@ def run(args):
     print(f"{'op':<22} {'dtype':<5} {'shape':<20} {'time us':>10} {'bytes':>12} {'GB/s':>9}")
     for dname in DTYPES:
         t, s = dt[dname], size[dname]
+        for r_, c_ in ((D_MODEL, D_MODEL), (FFN, D_MODEL), (VOCAB, D_MODEL)):
+            w = torch.rand(r_, c_, device="cuda", dtype=torch.float32) * 2 - 1
+            # copy=True: f32 -> f32 must move the bytes, as ours does.
+            sec = time_fn(torch, lambda: w.to(dtype=t, copy=True), args.iters)
+            add("convert_from_f32", dname, f"{r_}x{c_}", sec, r_ * c_ * (4 + s))
         for h in (D_MODEL, 1024):
             g = torch.rand(h, device="cuda", dtype=t) + 0.5
             b = torch.rand(h, device="cuda", dtype=t)
@@ -132,6 +137,7 @@ def summary(bench_csv, torch_csv):
         ("logits_topk", "bf16", f"128x{VOCAB} k=8"),
         ("bias_gelu", "bf16", f"16384x{FFN}"),
         ("bias_swish", "bf16", f"16384x{FFN}"),
+        ("convert_from_f32", "bf16", f"{VOCAB}x{D_MODEL}"),
     ]
     print(f"{'kernel':<20} {'dtype':<5} {'shape':<18} {'ours us':>9} {'ours GB/s':>10} {'% copy':>7} "
           f"{'torch us':>9} {'torch GB/s':>10} {'speedup':>8}")

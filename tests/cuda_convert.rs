@@ -7,7 +7,8 @@ mod common;
 use half::{bf16, f16};
 use proptest::prelude::*;
 use transformer_kernels::cpu::convert::convert as cpu_convert;
-use transformer_kernels::cuda::{convert::convert as cuda_convert, DeviceElement, DeviceTensor};
+use transformer_kernels::cuda::convert::{convert as cuda_convert, convert_into};
+use transformer_kernels::cuda::{DeviceElement, DeviceTensor};
 use transformer_kernels::Element;
 
 /// Conversion is a single correctly-rounded step on both sides, so results
@@ -103,4 +104,37 @@ fn convert_matches_cpu_on_random_bits() {
             },
         )
         .unwrap();
+}
+
+/// `convert_into` overwrites a preallocated output (filled with a marker
+/// first, so a skipped element shows) with what `convert` and the CPU
+/// reference give, and refuses an output of another shape.
+#[test]
+fn convert_into_overwrites_a_preallocated_output() {
+    let Some(dev) = common::gpu_or_skip("convert_into_overwrites_a_preallocated_output") else {
+        return;
+    };
+    let src: Vec<f32> = (0..1003).map(|i| (i as f32 - 500.0) * 0.37).collect();
+    let t = DeviceTensor::from_host(&dev, &src, &[17, 59]).expect("upload");
+    let marker = vec![bf16::from_f32(-7.0); src.len()];
+    let mut out = DeviceTensor::from_host(&dev, &marker, &[17, 59]).expect("upload");
+    convert_into::<f32, bf16>(&t, &mut out).expect("launch");
+    let got = out.to_host().expect("download");
+    assert_bits_equal(
+        &got,
+        &cpu_convert::<f32, bf16>(&src),
+        "convert_into f32 -> bf16",
+    );
+    // Same dtype: the copy path.
+    let mut same = DeviceTensor::<f32>::from_host(&dev, &vec![-7.0; src.len()], &[17, 59]).unwrap();
+    convert_into::<f32, f32>(&t, &mut same).expect("copy");
+    assert_bits_equal(&same.to_host().unwrap(), &src, "convert_into f32 -> f32");
+    let mut wrong = DeviceTensor::<f16>::zeros(&dev, &[59, 17]).unwrap();
+    assert!(
+        matches!(
+            convert_into::<f32, f16>(&t, &mut wrong),
+            Err(transformer_kernels::Error::Shape { .. })
+        ),
+        "an output of shape [59, 17] for [17, 59] must be refused"
+    );
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use half::{bf16, f16};
 use proptest::prelude::*;
 use transformer_kernels::cpu::embedding::embed;
-use transformer_kernels::cuda::embedding::{embedding, tolerance};
+use transformer_kernels::cuda::embedding::{embedding, embedding_from_device_ids, tolerance};
 use transformer_kernels::cuda::numerics::{compare, random_storage, widen, SplitMix64, Tolerance};
 use transformer_kernels::cuda::{Device, DeviceElement, DeviceTensor};
 use transformer_kernels::Error;
@@ -185,4 +185,45 @@ fn out_of_range_ids_are_rejected_before_launch() {
         embedding(&[0, 1], 1, 3, &table, 1.0, 0),
         Err(Error::Shape { .. })
     ));
+}
+
+/// Device ids: the same output as host ids when they live on the device's
+/// stream; ids allocated on another stream are refused (the crate relies on
+/// one stream's order, cudarc's event tracking being off).
+#[test]
+fn device_ids_must_live_on_the_device_stream() {
+    let Some(dev) = common::gpu_or_skip("device_ids_must_live_on_the_device_stream") else {
+        return;
+    };
+    let (vocab, d_model) = (10usize, 8usize);
+    let mut rng = SplitMix64::new(21);
+    let (ts, _) = random_storage::<f32>(&mut rng, vocab * d_model, -1.0, 1.0);
+    let table = DeviceTensor::from_host(&dev, &ts, &[vocab, d_model]).unwrap();
+    let ids = [3u32, 0, 9];
+    let expected = embedding(&ids, 1, 3, &table, 2.0, 5)
+        .unwrap()
+        .to_host()
+        .unwrap();
+    let ids_i32: Vec<i32> = ids.iter().map(|&i| i as i32).collect();
+    let on_device = dev.stream().clone_htod(&ids_i32).unwrap();
+    let mut out = DeviceTensor::<f32>::zeros(&dev, &[1, 3, d_model]).unwrap();
+    embedding_from_device_ids(&on_device, 1, 3, &table, 2.0, 5, &mut out).unwrap();
+    let got = out.to_host().unwrap();
+    let tol = Tolerance {
+        abs: 0.0,
+        rel: 0.0,
+        reason: "the same kernel on the same ids: bit-identical",
+    };
+    let c = compare(&got, &expected, &tol);
+    assert!(c.passed(), "{}", c.describe("device ids vs host ids", &tol));
+
+    let other = dev.context().new_stream().unwrap();
+    let elsewhere = other.clone_htod(&ids_i32).unwrap();
+    other.synchronize().unwrap();
+    match embedding_from_device_ids(&elsewhere, 1, 3, &table, 2.0, 5, &mut out) {
+        Err(Error::InvalidArgument { msg, .. }) => {
+            assert!(msg.contains("stream"), "message names the stream: {msg}")
+        }
+        other => panic!("ids of another stream: expected InvalidArgument, got {other:?}"),
+    }
 }

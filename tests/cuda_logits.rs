@@ -1,7 +1,8 @@
 //! The fused logits step on the GPU (final_logits_bias, pad mask,
 //! log-softmax, top-k) against the CPU reference (`cpu::logits::logits_step`,
 //! f64 sums), for f32, f16 and bf16 logits: random vocabularies from 1 to
-//! past 64k, every k from 1 to 32, ties, CASES.md D1, a fully masked row.
+//! past 64k, every k from 1 to 32, ties, CASES.md D1, a fully masked row,
+//! NaN and +inf scores.
 //! Every test prints one "skipped" line without a GPU.
 
 mod common;
@@ -193,6 +194,81 @@ fn fully_masked_row_is_neg_inf<T: DeviceElement>(test: &str) {
     }
 }
 
+/// Non-finite scores follow the CPU reference (module docs of
+/// `cpu::logits`): a NaN makes its row's log-probs NaN and ranks first in
+/// the top-k; n entries at +inf get -ln(n) each and the rest -inf. Rows of
+/// 300 (misaligned rows for f16/bf16: the scalar path) and 4096 (aligned:
+/// the 128-bit path), NaN / +inf placed in different threads' shares.
+fn non_finite_scores_match_the_reference<T: DeviceElement>(test: &str) {
+    let Some(dev) = common::gpu_or_skip(test) else {
+        return;
+    };
+    for vocab in [300usize, 4096] {
+        let rows = 5;
+        let pad = vocab - 1;
+        let mut lw: Vec<f32> = (0..rows * vocab)
+            .map(|i| ((i * 37) % 101) as f32 / 10.0 - 5.0)
+            .collect();
+        let at = |r: usize, v: usize| r * vocab + v;
+        // Row 0: NaN at two ids in different threads' shares.
+        lw[at(0, 7)] = f32::NAN;
+        lw[at(0, vocab / 2 + 3)] = f32::NAN;
+        // Row 1: NaN only in the pad column: masked, so a finite row.
+        lw[at(1, pad)] = f32::NAN;
+        // Row 2: two +inf (and +inf at pad, which does not count).
+        lw[at(2, 1)] = f32::INFINITY;
+        lw[at(2, vocab - 2)] = f32::INFINITY;
+        lw[at(2, pad)] = f32::INFINITY;
+        // Row 3: one +inf.
+        lw[at(3, vocab / 3)] = f32::INFINITY;
+        // Row 4: three +inf and a NaN: NaN wins.
+        for v in [0, 5, 9] {
+            lw[at(4, v)] = f32::INFINITY;
+        }
+        lw[at(4, 200)] = f32::NAN;
+        let ls: Vec<T> = lw.iter().map(|&v| T::from_f32(v)).collect();
+        let lw: Vec<f32> = ls.iter().map(|v| v.to_f32()).collect();
+        let k = 4;
+        let expected = cpu_logits_step(&lw, rows, vocab, None, Some(pad), k).expect("reference");
+        // The reference's own rules, so that the GPU is held to them.
+        assert!(expected.log_probs[..vocab].iter().all(|l| l.is_nan()));
+        assert_eq!(&expected.topk_ids[..2], &[7, (vocab / 2 + 3) as u32]);
+        assert_eq!(expected.log_probs[at(2, 1)], -std::f32::consts::LN_2);
+        assert_eq!(expected.log_probs[at(3, vocab / 3)], 0.0);
+
+        let logits = DeviceTensor::from_host(&dev, &ls, &[rows, vocab]).expect("upload");
+        let mut lp = DeviceTensor::<f32>::zeros(&dev, &[rows, vocab]).unwrap();
+        let top = logits_step(&logits, None, Some(pad), k, Some(&mut lp)).expect("launch");
+        let got = lp.to_host().expect("download");
+        let ctx = format!("{} vocab {vocab}", T::DTYPE);
+        assert_eq!(top.ids, expected.topk_ids, "{ctx}: top-k ids");
+        let tol = tolerance(vocab);
+        for (what, g, e) in [
+            ("log_probs", &got, &expected.log_probs),
+            ("top-k log-probs", &top.log_probs, &expected.topk_log_probs),
+        ] {
+            let width = if what == "log_probs" { vocab } else { k };
+            for (i, (&g, &e)) in g.iter().zip(e.iter()).enumerate() {
+                // NaN is expected only where the reference says so, and then
+                // it is required; elsewhere NaN fails (accepts rejects it).
+                let ok = if e.is_nan() {
+                    g.is_nan()
+                } else {
+                    tol.accepts(g, e)
+                };
+                assert!(
+                    ok,
+                    "{ctx}: {what} row {} index {}: got {g}, expected {e} (tol abs {} rel {})",
+                    i / width,
+                    i % width,
+                    tol.abs,
+                    tol.rel
+                );
+            }
+        }
+    }
+}
+
 macro_rules! per_dtype {
     ($($name:ident => $body:ident::<$t:ty>;)*) => {
         $(
@@ -220,6 +296,9 @@ per_dtype! {
     fully_masked_row_is_neg_inf_f32 => fully_masked_row_is_neg_inf::<f32>;
     fully_masked_row_is_neg_inf_f16 => fully_masked_row_is_neg_inf::<f16>;
     fully_masked_row_is_neg_inf_bf16 => fully_masked_row_is_neg_inf::<bf16>;
+    non_finite_scores_match_the_reference_f32 => non_finite_scores_match_the_reference::<f32>;
+    non_finite_scores_match_the_reference_f16 => non_finite_scores_match_the_reference::<f16>;
+    non_finite_scores_match_the_reference_bf16 => non_finite_scores_match_the_reference::<bf16>;
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! `bench` subcommand: times every memory-bound CUDA kernel at the model's
-//! shapes (tokens 1..16384 x d_model 512, vocabulary 58101) and prints, per
+//! shapes (tokens 1..16384 x d_model 512, vocabulary 58101; dtype conversion
+//! of the weight shapes 512x512, 2048x512, 58101x512) and prints, per
 //! kernel and shape, the time per launch, the bandwidth (bytes read +
 //! written / time, GB/s) and that bandwidth as % of a device-to-device copy
 //! moving the same number of bytes, measured in the same run (the copy is
@@ -218,9 +219,28 @@ fn bench_dtype<T: DeviceElement>(b: &mut Bench, quick: bool, rows: &mut Vec<Row>
         &[1, 16, 128, 1024, 4096, 16384]
     };
 
-    // (convert.cu is not timed: its wrapper allocates and zero-fills the
-    // output on every call, which would be timed with it; it runs once per
-    // weight upload. `verify` checks it.)
+    // dtype conversion f32 -> T (the weight-upload direction: checkpoints
+    // ship f32), into a preallocated output so that only the kernel is
+    // timed; read 4 bytes, write `s` per element. f32 -> f32 is the
+    // device-to-device copy itself.
+    let weight_shapes: &[(usize, usize)] = if quick {
+        &[(VOCAB, D_MODEL)]
+    } else {
+        &[(D_MODEL, D_MODEL), (FFN, D_MODEL), (VOCAB, D_MODEL)]
+    };
+    for &(r, c) in weight_shapes {
+        let (ws, _) = random_storage::<f32>(&mut rng, r * c, -1.0, 1.0);
+        let w = DeviceTensor::from_host(&dev, &ws, &[r, c])?;
+        let mut out = DeviceTensor::<T>::zeros(&dev, &[r, c])?;
+        let bytes = (r * c) as u64 * (4 + s);
+        rows.push(b.row(
+            "convert_from_f32",
+            T::DTYPE,
+            format!("{r}x{c}"),
+            bytes,
+            &mut || cuda::convert::convert_into(&w, &mut out),
+        )?);
+    }
 
     // Residual + LayerNorm: read x, residual, gamma, beta; write out.
     for &hidden in &[D_MODEL, 1024] {

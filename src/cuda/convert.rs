@@ -3,11 +3,12 @@
 
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
+use super::check::{i64_of, same_device, shape_is};
 use super::device::driver;
 use super::kernels::KernelId;
 use super::params::ConvertParams;
 use super::tensor::{DeviceElement, DeviceTensor};
-use crate::{Error, Result};
+use crate::Result;
 
 /// Threads per block; matches `__launch_bounds__(256)` in convert.cu.
 const BLOCK: u32 = 256;
@@ -21,18 +22,40 @@ unsafe impl cudarc::driver::DeviceRepr for ConvertParams {}
 
 /// Converts `src` to dtype `D` on the device: `dst[i] = D::from_f32(src[i].to_f32())`,
 /// round to nearest even. Same shape; `S == D` is a device-to-device copy.
+/// Allocates the output; [`convert_into`] writes into a tensor you keep.
 ///
 /// # Errors
-/// [`Error::Cuda`] on allocation or launch failure; [`Error::InvalidArgument`]
-/// when the element count does not fit the kernel's `int64_t`.
+/// [`Error::Cuda`](crate::Error::Cuda) on allocation or launch failure;
+/// [`Error::InvalidArgument`](crate::Error::InvalidArgument) when the
+/// element count does not fit the kernel's `int64_t`.
 pub fn convert<S: DeviceElement, D: DeviceElement>(
     src: &DeviceTensor<S>,
 ) -> Result<DeviceTensor<D>> {
+    let mut dst = DeviceTensor::<D>::zeros(src.device(), src.shape())?;
+    convert_into(src, &mut dst)?;
+    Ok(dst)
+}
+
+/// [`convert`] into `dst`, a tensor of the same shape on the same device
+/// (allocated once and reused: nothing is allocated here). Every element of
+/// `dst` is overwritten.
+///
+/// # Errors
+/// [`Error::Shape`](crate::Error::Shape) when `dst` has another shape than
+/// `src`; [`Error::InvalidArgument`](crate::Error::InvalidArgument) when
+/// `dst` is on another device or the element count does not fit the
+/// kernel's `int64_t`; [`Error::Cuda`](crate::Error::Cuda) on launch failure.
+pub fn convert_into<S: DeviceElement, D: DeviceElement>(
+    src: &DeviceTensor<S>,
+    dst: &mut DeviceTensor<D>,
+) -> Result<()> {
+    const OP: &str = "convert";
     let device = src.device().clone();
-    let mut dst = DeviceTensor::<D>::zeros(&device, src.shape())?;
+    shape_is(OP, "dst", dst, src.shape())?;
+    same_device(OP, "dst", &device, dst)?;
     let n = src.numel();
     if n == 0 {
-        return Ok(dst);
+        return Ok(());
     }
     let id = KernelId::Convert {
         src: S::DTYPE,
@@ -43,8 +66,10 @@ pub fn convert<S: DeviceElement, D: DeviceElement>(
         let bytes = n * std::mem::size_of::<S>();
         let (src_ptr, dst_ptr) = (src.device_ptr(), dst.device_ptr_mut());
         // SAFETY: S and D are the same type here (same DTYPE), both buffers
-        // hold at least `n` elements of it, are distinct allocations, and the
-        // copy is queued on the stream every later use goes through.
+        // hold at least `n` elements of it (same shape, checked above), are
+        // distinct allocations (`dst` is borrowed mutably while `src` is
+        // borrowed), and the copy is queued on the stream every later use
+        // goes through.
         unsafe {
             cudarc::driver::result::memcpy_dtod_async(
                 dst_ptr,
@@ -54,13 +79,12 @@ pub fn convert<S: DeviceElement, D: DeviceElement>(
             )
         }
         .map_err(driver("memcpy_dtod"))?;
-        return Ok(dst);
+        return Ok(());
     }
     let params = ConvertParams {
         src: src.device_ptr() as *const core::ffi::c_void,
         dst: dst.device_ptr_mut() as *mut core::ffi::c_void,
-        n: i64::try_from(n)
-            .map_err(|_| Error::invalid("convert", format!("{n} elements exceed int64")))?,
+        n: i64_of(OP, "elements", n)?,
     };
     let blocks = n.div_ceil(BLOCK as usize).min(MAX_BLOCKS) as u32;
     let cfg = LaunchConfig {
@@ -72,10 +96,11 @@ pub fn convert<S: DeviceElement, D: DeviceElement>(
     let mut launch = device.stream().launch_builder(&func);
     launch.arg(&params);
     // SAFETY: the kernel reads `n` elements of S at `src` and writes `n`
-    // elements of D at `dst`; both buffers hold at least `n` elements
-    // (allocated from the same shape above), live on this device, are
-    // distinct allocations (no aliasing), and outlive the launch because
-    // every later use of `dst`/`src` goes through the same stream.
+    // elements of D at `dst`; both buffers hold at least `n` elements (same
+    // shape, checked above), live on this device (checked), are distinct
+    // allocations (`dst` is borrowed mutably while `src` is borrowed), and
+    // outlive the launch because every later use of `dst`/`src` goes
+    // through the same stream.
     unsafe { launch.launch(cfg) }.map_err(driver("launch convert"))?;
-    Ok(dst)
+    Ok(())
 }

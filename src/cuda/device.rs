@@ -40,6 +40,15 @@ impl std::fmt::Debug for Device {
 impl Device {
     /// Opens GPU `ordinal` and loads every embedded kernel module.
     ///
+    /// The device turns cudarc's per-buffer event tracking off for its
+    /// context: every buffer, copy and launch of the crate goes to one
+    /// stream ([`Device::stream`]), whose order is all the synchronisation
+    /// needed. Work of your own on other streams of this context that reads
+    /// or writes a crate buffer (or whose buffers the crate reads) gets no
+    /// automatic synchronisation: synchronise those streams with
+    /// [`Device::stream`] first (e.g. `CudaStream::synchronize`, or an event
+    /// recorded on one and waited on by the other).
+    ///
     /// # Errors
     /// - [`Error::KernelsNotBuilt`] when this build has no kernels (no nvcc
     ///   at build time), whether or not a GPU is present;
@@ -60,10 +69,17 @@ impl Device {
         }
         let ctx = catch_driver_panic("CudaContext::new", || CudaContext::new(ordinal))?
             .map_err(|e| Error::NoCuda(format!("cannot open device {ordinal}: {e}")))?;
-        // SAFETY: every allocation and launch of a `Device` goes to its one
-        // stream, so stream order alone serialises all uses of a buffer
-        // (including its stream-ordered free); cudarc's per-buffer events
-        // would only add two event records per launch.
+        // SAFETY: every allocation, copy and launch of this crate goes to the
+        // device's one stream, so stream order alone serialises all uses of a
+        // buffer (including its stream-ordered free); cudarc's per-buffer
+        // events would only add two event records per launch. The crate keeps
+        // this true: its API takes device buffers only as `DeviceTensor`s
+        // (allocated on this stream) or, in
+        // `embedding::embedding_from_device_ids`, a `CudaSlice` whose stream
+        // is checked to be this one. Callers who touch those buffers from
+        // other streams (through `DeviceTensor::as_cuda_slice` or the raw
+        // launch API) must synchronise with this stream first (documented
+        // on `Device::open`, `Device::stream` and `as_cuda_slice`).
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.default_stream();
         let mut modules = HashMap::new();
@@ -97,7 +113,9 @@ impl Device {
         self.compute_capability
     }
 
-    /// The stream every launch and copy of this device goes to.
+    /// The stream every launch and copy of this device goes to. Work queued
+    /// here is ordered with the crate's own; work on any other stream must
+    /// be synchronised with this one by the caller (see [`Device::open`]).
     pub fn stream(&self) -> &Arc<CudaStream> {
         &self.stream
     }

@@ -159,11 +159,20 @@ pub fn embedding_into<T: DeviceElement>(
 /// `[0, vocab)` yields a row of NaN in `out`, which [`embedding_into`]'s
 /// host check turns into an error instead.
 ///
+/// `ids` must have been allocated on the device's own stream
+/// ([`Device::stream`]), as every buffer of this crate is: the crate turns
+/// cudarc's per-buffer event tracking off (see [`Device::open`]) and relies
+/// on that one stream's order alone. A caller whose ids were written by
+/// work on another stream must synchronise that stream (or make
+/// [`Device::stream`] wait on an event of it) before calling, and copy the
+/// ids into a buffer allocated on [`Device::stream`].
+///
 /// # Errors
 /// [`Error::Shape`] when `ids` holds fewer than `batch * seq` ids, `table`
 /// is not rank 2 or `out` is not `[batch, seq, d_model]`;
-/// [`Error::InvalidArgument`] for operands on different devices or sizes
-/// past `int64`; [`Error::Cuda`] on launch failure.
+/// [`Error::InvalidArgument`] for operands on different devices, `ids`
+/// allocated on another stream than [`Device::stream`], or sizes past
+/// `int64`; [`Error::Cuda`] on launch failure.
 pub fn embedding_from_device_ids<T: DeviceElement>(
     ids: &CudaSlice<i32>,
     batch: usize,
@@ -195,6 +204,14 @@ pub fn embedding_from_device_ids<T: DeviceElement>(
     if ids.stream().context() != device.context() {
         return Err(Error::invalid(OP, "ids live on another device"));
     }
+    // Stream order is the only synchronisation (event tracking is off):
+    // a buffer of another stream could still be being written.
+    if **ids.stream() != **device.stream() {
+        return Err(Error::invalid(
+            OP,
+            "ids were allocated on another stream than the device's; synchronise that stream and copy them to a buffer of Device::stream()",
+        ));
+    }
     shape_is(OP, "out", out, &[batch, seq, d_model])?;
     same_device(OP, "out", &device, out)?;
     if tokens == 0 || d_model == 0 {
@@ -212,7 +229,10 @@ pub fn embedding_from_device_ids<T: DeviceElement>(
         position_offset: i64_of(OP, "position_offset", position_offset)?,
         scale,
     };
-    // SAFETY: `ids` holds at least `tokens` int32 values in this context; the
+    // SAFETY: `ids` holds at least `tokens` int32 values on this device's
+    // stream (checked above), so stream order puts the kernel after every
+    // write queued by this crate; writes on other streams are the caller's
+    // to synchronise (documented above). The
     // kernel reads the table only at ids in [0, vocab) (others give NaN);
     // `table` is [vocab, d_model] and `out` [batch, seq, d_model] on
     // `device`; `out` is borrowed mutably so it aliases nothing.

@@ -146,6 +146,12 @@ impl TopKBuffers {
 ///
 /// Waits for the stream (the top-k are copied to the host).
 ///
+/// Non-finite scores (as the reference, [`crate::cpu::logits`]): a NaN
+/// score outside the pad column makes every log-probability of its row NaN
+/// and ranks above every number in the top-k (NaN ids by lower id); `n`
+/// scores at +inf (no NaN) get log-probability `-ln(n)` each and the rest
+/// -inf; a row of only -inf gets -inf everywhere.
+///
 /// # Errors
 /// [`Error::Shape`] for mismatched shapes; [`Error::InvalidArgument`] for
 /// `k` out of range, `pad_id >= vocab`, `vocab` past `int32`, or operands

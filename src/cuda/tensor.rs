@@ -147,7 +147,10 @@ impl<T: DeviceElement> DeviceTensor<T> {
         ptr
     }
 
-    /// The underlying cudarc buffer (at least one element long).
+    /// The underlying cudarc buffer (at least one element long), allocated
+    /// on [`Device::stream`]. The crate tracks no events for it (see
+    /// [`Device::open`]): use it on that stream, or synchronise your stream
+    /// with [`Device::stream`] before and after using it on another one.
     pub fn as_cuda_slice(&self) -> &CudaSlice<T> {
         &self.data
     }
