@@ -20,9 +20,9 @@ What it does, all from fixed seeds (re-running gives the same bytes on the same 
      final_logits_bias, head_dim not a power of two, one per activation, one stored in f16);
   4. reloads each checkpoint from disk as Hugging Face would and records the reference results
      (encoder states, teacher-forced logits, greedy / beam ids, alone and batched) in
-     expected.json.gz;
-  5. records MarianTokenizer ids of every line of test_2016_flickr (en, de, fr) in
-     tokenizer_ids.json.gz.
+     expected.json.gz.
+MarianTokenizer ids of every line of test_2016_flickr (en, de, fr) are recorded by
+scripts/make_tokenizer_fixtures.py (tests/fixtures/tokenizer), not here.
 """
 
 import argparse
@@ -60,8 +60,6 @@ MODELS = [
     ("marian-relu-ende", "en", "de", 40, 2, 56, "relu", "float32", 2, "identity"),
     ("marian-gelu-enfr-f16", "en", "fr", 36, 3, 64, "gelu", "float16", 4, "identity"),
 ]
-# Which models also get tokenizer_ids.json.gz (every test line), and for which sides.
-TOKENIZER_ID_MODELS = {"marian-swish-ende": ("source", "target"), "marian-gelu-enfr-f16": ("target",)}
 
 
 def write_json_gz(path, obj):
@@ -458,19 +456,6 @@ def main():
             **res,
         }
         write_json_gz(os.path.join(out, "expected.json.gz"), expected)
-        if name not in TOKENIZER_ID_MODELS:
-            continue
-        # MarianTokenizer ids for every test line (source side: tok(text); target side:
-        # tok(text_target=text)); both include the final EOS.
-        ids = {"source_lang": sl, "target_lang": tl}
-        for side in TOKENIZER_ID_MODELS[name]:
-            lang = sl if side == "source" else tl
-            ids[f"{side}_text"] = test[lang]
-            if side == "source":
-                ids[f"{side}_ids"] = [tok(t).input_ids for t in test[lang]]
-            else:
-                ids[f"{side}_ids"] = [tok(text_target=t).input_ids for t in test[lang]]
-        write_json_gz(os.path.join(out, "tokenizer_ids.json.gz"), ids)
     shutil.rmtree(spm_dir)
     total = 0
     for dp, _, fs in os.walk(args.out):

@@ -29,7 +29,8 @@ What it does:
      and (en-de) for random strings over NFKC-sensitive Unicode blocks.
    - encode_target: `tok(text_target=text)["input_ids"]` for 200 target-language lines.
    - decode_target: `tok.decode(ids, skip_special_tokens=..., use_source_tokenizer=False)`
-     for those target ids and for random id sequences over the whole vocabulary.
+     for the first 100 of those target ids and for 50 random id sequences over the
+     whole vocabulary.
    - decode_source: the same with `use_source_tokenizer=True`, for source ids.
    Note: transformers 5.24 decodes with the *source* spm by default when the vocab is
    shared (`use_source_tokenizer` defaults to `not separate_vocabs`); the script
@@ -38,9 +39,20 @@ What it does:
    skip_special_tokens=False they can differ: the pieces after each special token
    are decoded separately, and a piece that the source spm does not know keeps
    its leading '▁' (then a space) there; the count is printed.
-4. Writes compressed fixtures (gzip, mtime 0: byte-for-byte reproducible):
-     spm/{en,de,fr,en_bytes}.spm.gz        the trained models (== source.spm / target.spm)
-     {pair}/vocab.json.gz                  as save_pretrained wrote it
+4. Writes compressed fixtures (gzip, mtime 0: byte-for-byte reproducible). To keep
+   tests/fixtures under 3 MB two files are stored in a form the tests rebuild
+   byte-for-byte (and check against the recorded size and CRC-32):
+     spm/{en,de,fr,en_bytes}.spm.gz        the trained models (== source.spm / target.spm),
+                                           the nmt_nfkc ones WITHOUT the bytes of their
+                                           precompiled charsmap (identical in the three,
+                                           ~140 kB gzipped each)
+     spm/nmt_nfkc.charsmap.gz              that charsmap, stored once
+     spm/layout.json                       per model: where the charsmap goes back
+                                           (byte offset, or null), size, crc32
+     {pair}/vocab.pieces.json.gz           vocab.json as save_pretrained wrote it, stored as
+                                           {"size", "crc32", "pieces"}: pieces[i] has id i;
+                                           the file is json.dumps({piece: id}, indent=2)
+                                           (checked here), ~45% smaller gzipped
      {pair}/tokenizer_config.json          as save_pretrained wrote it
      {pair}/cases.json.gz                  the recorded ids and strings
 """
@@ -55,8 +67,10 @@ import shutil
 import sys
 import tempfile
 import warnings
+import zlib
 
 import sentencepiece as spm
+from sentencepiece import sentencepiece_model_pb2
 import transformers
 from transformers import MarianTokenizer
 
@@ -86,14 +100,18 @@ PAIRS = [("en", "de"), ("de", "fr"), ("fr", "en"), ("en_bytes", "en_bytes")]
 N_TEST_LINES = {"en_bytes": 300}
 LANG_TOKENS = [">>en<<", ">>de<<", ">>fr<<"]
 N_ENCODE_TARGET = 200
+# Decode cases: the first N_DECODE_LINES encoded lines plus N_RANDOM random id
+# sequences, each with skip_special_tokens true and false (300 cases per side;
+# every line is still encoded, so the decoder sees every piece kind there).
+N_DECODE_LINES = 100
 N_PREFIXED = 50
-N_RANDOM = 150
+N_RANDOM = 50
 SEED = 1234
 # Random strings over characters that stress NFKC (compatibility forms,
 # combining marks, Hangul, ligatures, presentation forms), whitespace and
 # controls, for the en-de pair (the nmt_nfkc charsmap is the same in all
 # three models).
-N_RANDOM_TEXT = {"en": 400}
+N_RANDOM_TEXT = {"en": 200}
 RANDOM_TEXT_RANGES = [
     (0x20, 0x7E), (0x20, 0x7E), (0x20, 0x7E), (0x00, 0x1F), (0x7F, 0xFF),
     (0x100, 0x24F), (0x300, 0x36F), (0x370, 0x3FF), (0x400, 0x4FF), (0x1100, 0x11FF),
@@ -228,11 +246,31 @@ def main() -> int:
     work = tempfile.mkdtemp(prefix="tok-fixtures-")
     os.makedirs(os.path.join(args.out, "spm"), exist_ok=True)
     models = {}
+    layout, charsmaps = {}, set()
     for name in MODELS:
         path = train(name, args.data, work)
         models[name] = path
         with open(path, "rb") as f:
-            write_gz(os.path.join(args.out, "spm", f"{name}.spm.gz"), f.read())
+            data = f.read()
+        proto = sentencepiece_model_pb2.ModelProto()
+        proto.ParseFromString(data)
+        charsmap = proto.normalizer_spec.precompiled_charsmap
+        offset = None
+        stored = data
+        if charsmap:
+            # The serialized bytes appear exactly once: cutting them out and
+            # putting them back at `offset` gives the model file unchanged.
+            assert data.count(charsmap) == 1, name
+            offset = data.find(charsmap)
+            stored = data[:offset] + data[offset + len(charsmap):]
+            charsmaps.add(charsmap)
+        layout[name] = {"charsmap_offset": offset, "size": len(data), "crc32": zlib.crc32(data)}
+        write_gz(os.path.join(args.out, "spm", f"{name}.spm.gz"), stored)
+    assert len(charsmaps) == 1, "the nmt_nfkc models must share one charsmap"
+    write_gz(os.path.join(args.out, "spm", "nmt_nfkc.charsmap.gz"), charsmaps.pop())
+    with open(os.path.join(args.out, "spm", "layout.json"), "w", encoding="utf-8") as f:
+        json.dump(layout, f, indent=2, sort_keys=True)
+        f.write("\n")
     tests = {
         name: read_lines(os.path.join(args.data, f"test_2016_flickr.{lang}.gz"))
         for name, (lang, _) in MODELS.items()
@@ -263,7 +301,16 @@ def main() -> int:
         out = os.path.join(args.out, pair)
         os.makedirs(out, exist_ok=True)
         with open(os.path.join(saved, "vocab.json"), "rb") as f:
-            write_gz(os.path.join(out, "vocab.json.gz"), f.read())
+            vocab_bytes = f.read()
+        vocab = json.loads(vocab_bytes)
+        pieces = sorted(vocab, key=vocab.get)
+        assert [vocab[p] for p in pieces] == list(range(len(pieces))), f"{pair}: ids not 0..n-1"
+        # What the tests rebuild: Python's json.dumps layout (indent 2, ASCII
+        # escapes), as transformers' save_json writes it.
+        rebuilt = json.dumps({p: i for i, p in enumerate(pieces)}, indent=2).encode("utf-8")
+        assert rebuilt == vocab_bytes, f"{pair}: vocab.json is not json.dumps(indent=2)"
+        packed = {"size": len(vocab_bytes), "crc32": zlib.crc32(vocab_bytes), "pieces": pieces}
+        write_gz(os.path.join(out, "vocab.pieces.json.gz"), json.dumps(packed, ensure_ascii=False).encode("utf-8"))
         shutil.copy(os.path.join(saved, "tokenizer_config.json"), os.path.join(out, "tokenizer_config.json"))
 
         def enc(text):
@@ -288,14 +335,14 @@ def main() -> int:
             randoms.append([rng.randrange(n_vocab) for _ in range(n)])
 
         decode_target, decode_source, mismatched_default = [], [], 0
-        for ids in [c["ids"] for c in encode_target] + randoms:
+        for ids in [c["ids"] for c in encode_target[:N_DECODE_LINES]] + randoms:
             for skip in (True, False):
                 text = tok.decode(ids, skip_special_tokens=skip, use_source_tokenizer=False)
                 default = tok.decode(ids, skip_special_tokens=skip)
                 assert skip is False or default == text, (pair, ids, default, text)
                 mismatched_default += int(default != text)
                 decode_target.append({"ids": ids, "skip_special_tokens": skip, "text": text})
-        for ids in [c["ids"] for c in encode_source[:N_ENCODE_TARGET]] + randoms:
+        for ids in [c["ids"] for c in encode_source[:N_DECODE_LINES]] + randoms:
             for skip in (True, False):
                 text = tok.decode(ids, skip_special_tokens=skip, use_source_tokenizer=True)
                 decode_source.append({"ids": ids, "skip_special_tokens": skip, "text": text})
@@ -314,7 +361,10 @@ def main() -> int:
             "decode_target": decode_target,
             "decode_source": decode_source,
         }
-        write_gz(os.path.join(out, "cases.json.gz"), json.dumps(cases, ensure_ascii=False).encode("utf-8"))
+        write_gz(
+            os.path.join(out, "cases.json.gz"),
+            json.dumps(cases, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+        )
         print(
             f"{pair}: vocab {n_vocab}, encode_source {len(encode_source)}, encode_target {len(encode_target)}, "
             f"decode_target {len(decode_target)} (default source-spm decode differs on {mismatched_default}, all with skip_special_tokens=False), "
