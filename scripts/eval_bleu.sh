@@ -18,7 +18,8 @@
 # --src/--tgt default to the last two dash-separated parts of the model dir name (demo-en-de).
 # --threads sets torch threads for the HF side (default: number of CPUs); the Rust side uses
 # min(number of CPUs, 4) threads for large products (src/cpu/linear.rs), so on a machine of
-# up to 4 cores the default gives both sides the same cores. --keep DIR keeps the hypotheses there (default: a temp dir, removed).
+# up to 4 cores the default gives both sides the same cores.
+# --keep DIR keeps the hypotheses there (default: a temp dir, removed).
 set -euo pipefail
 
 MODEL=models/demo-en-de
@@ -46,7 +47,7 @@ while [[ $# -gt 0 ]]; do
     --max-length) MAXLEN=$2; shift 2 ;;
     --python) PY=$2; shift 2 ;;
     --keep) KEEP=$2; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) die "unknown argument: $1" ;;
   esac
 done
