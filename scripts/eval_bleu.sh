@@ -47,7 +47,7 @@ while [[ $# -gt 0 ]]; do
     --max-length) MAXLEN=$2; shift 2 ;;
     --python) PY=$2; shift 2 ;;
     --keep) KEEP=$2; shift 2 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) die "unknown argument: $1" ;;
   esac
 done
