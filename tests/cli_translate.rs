@@ -50,6 +50,19 @@ fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
     child.wait_with_output().expect("wait for the CLI")
 }
 
+/// `translate --model DIR FLAGS...` with `text` as the last argument, or
+/// on stdin when `--input` is among the flags (it conflicts with text).
+fn run_on_fixture(dir: &Path, flags: &[&str], text: &str) -> Output {
+    let mut args = vec!["translate", "--model", dir.to_str().expect("utf-8 path")];
+    args.extend(flags);
+    if flags.contains(&"--input") || flags.contains(&"--output") {
+        run(&args, Some(format!("{text}\n").as_bytes()))
+    } else {
+        args.push(text);
+        run(&args, None)
+    }
+}
+
 fn stdout_lines(out: &Output) -> Vec<String> {
     String::from_utf8(out.stdout.clone())
         .expect("stdout is UTF-8")
@@ -297,41 +310,14 @@ fn missing_model_dir_and_bad_flags_are_clean_errors() {
     );
     assert_clean_failure(&out, &["/nonexistent/model"]);
     let dir = fixture_dir(MODELS[0]);
-    let out = run(
-        &[
-            "translate",
-            "--model",
-            dir.to_str().unwrap(),
-            "--batch-size",
-            "0",
-            "A dog.",
-        ],
-        None,
-    );
-    assert_clean_failure(&out, &["--batch-size"]);
-    let out = run(
-        &[
-            "translate",
-            "--model",
-            dir.to_str().unwrap(),
-            "--device",
-            "cuda",
-            "A dog.",
-        ],
-        None,
-    );
-    assert_clean_failure(&out, &["cuda"]);
-    let out = run(
-        &[
-            "translate",
-            "--model",
-            dir.to_str().unwrap(),
-            "--input",
-            "/nonexistent/in.txt",
-        ],
-        None,
-    );
-    assert_clean_failure(&out, &["/nonexistent/in.txt"]);
+    for (flags, mention) in [
+        (["--batch-size", "0"], "--batch-size"),
+        (["--device", "cuda"], "cuda"),
+        (["--input", "/nonexistent/in.txt"], "/nonexistent/in.txt"),
+    ] {
+        let out = run_on_fixture(&dir, &flags, "A dog.");
+        assert_clean_failure(&out, &[mention]);
+    }
 }
 
 /// A line longer than the model's max_position_embeddings (64 for the
@@ -376,39 +362,15 @@ fn over_long_line_fails_alone_with_its_line_number() {
 #[test]
 fn output_and_language_are_checked_before_translating() {
     let dir = fixture_dir(MODELS[0]);
-    let out = run(
-        &[
-            "translate",
-            "--model",
-            dir.to_str().unwrap(),
-            "--output",
+    for (flags, mention) in [
+        (
+            ["--output", "/nonexistent/dir/out.txt"],
             "/nonexistent/dir/out.txt",
-        ],
-        Some(b"A dog.\n"),
-    );
-    assert_clean_failure(&out, &["/nonexistent/dir/out.txt"]);
-    let out = run(
-        &[
-            "translate",
-            "--model",
-            dir.to_str().unwrap(),
-            "--target-lang",
-            "",
-            "A dog.",
-        ],
-        None,
-    );
-    assert_clean_failure(&out, &["--target-lang"]);
-    let out = run(
-        &[
-            "translate",
-            "--model",
-            dir.to_str().unwrap(),
-            "--target-lang",
-            "de",
-            "A dog.",
-        ],
-        None,
-    );
-    assert_clean_failure(&out, &[">>de<<"]);
+        ),
+        (["--target-lang", ""], "--target-lang"),
+        (["--target-lang", "de"], ">>de<<"),
+    ] {
+        let out = run_on_fixture(&dir, &flags, "A dog.");
+        assert_clean_failure(&out, &[mention]);
+    }
 }

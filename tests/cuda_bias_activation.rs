@@ -4,6 +4,7 @@
 //! a multiple of the 16-byte vector; in place equal to out of place; HF's
 //! "gelu" is the erf form. Every test prints one "skipped" line without a GPU.
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -85,17 +86,6 @@ fn model_shapes<T: DeviceElement>(test: &str) {
     for act in ACTS {
         check::<T>(&dev, 4096, 2048, act, true, 0xff);
     }
-}
-
-macro_rules! per_dtype {
-    ($($name:ident => $body:ident::<$t:ty>;)*) => {
-        $(
-            #[test]
-            fn $name() {
-                $body::<$t>(stringify!($name));
-            }
-        )*
-    };
 }
 
 per_dtype! {

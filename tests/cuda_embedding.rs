@@ -4,6 +4,7 @@
 //! offset used by incremental decoding; out-of-range ids rejected before
 //! launch. Every test prints one "skipped" line without a GPU.
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -136,17 +137,6 @@ fn offset_continues_positions<T: DeviceElement>(test: &str) {
             a.to_f32()
         );
     }
-}
-
-macro_rules! per_dtype {
-    ($($name:ident => $body:ident::<$t:ty>;)*) => {
-        $(
-            #[test]
-            fn $name() {
-                $body::<$t>(stringify!($name));
-            }
-        )*
-    };
 }
 
 per_dtype! {

@@ -5,6 +5,7 @@
 //! up to 8192), CASES.md B2 and C1, and a constant row giving beta.
 //! Every test prints one "skipped" line without a GPU.
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -171,17 +172,6 @@ fn constant_row_gives_beta<T: DeviceElement>(test: &str) {
             }
         }
     }
-}
-
-macro_rules! per_dtype {
-    ($($name:ident => $body:ident::<$t:ty>;)*) => {
-        $(
-            #[test]
-            fn $name() {
-                $body::<$t>(stringify!($name));
-            }
-        )*
-    };
 }
 
 per_dtype! {

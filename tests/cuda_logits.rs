@@ -5,6 +5,7 @@
 //! NaN and +inf scores.
 //! Every test prints one "skipped" line without a GPU.
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -267,17 +268,6 @@ fn non_finite_scores_match_the_reference<T: DeviceElement>(test: &str) {
             }
         }
     }
-}
-
-macro_rules! per_dtype {
-    ($($name:ident => $body:ident::<$t:ty>;)*) => {
-        $(
-            #[test]
-            fn $name() {
-                $body::<$t>(stringify!($name));
-            }
-        )*
-    };
 }
 
 per_dtype! {

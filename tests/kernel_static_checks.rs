@@ -110,6 +110,20 @@ fn spill_parser_reads_ptxas_format() {
     );
 }
 
+/// cuobjdump, or `None` after printing why the SASS check is skipped
+/// (a failure under `TK_REQUIRE_KERNELS=1`).
+fn cuobjdump_or_skip() -> Option<PathBuf> {
+    let tool = cuobjdump();
+    if tool.is_none() {
+        assert!(
+            std::env::var("TK_REQUIRE_KERNELS").map_or(true, |v| v != "1"),
+            "TK_REQUIRE_KERNELS=1 but cuobjdump was not found beside {NVCC_PATH}"
+        );
+        println!("skipped: cuobjdump not found beside {NVCC_PATH}");
+    }
+    tool
+}
+
 fn cuobjdump() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("TK_CUOBJDUMP") {
         return Some(PathBuf::from(p));
@@ -142,12 +156,7 @@ fn every_fatbin_has_sm80_and_sm90a_sass_and_ptx() {
     if !kernels_or_skip("every_fatbin_has_sm80_and_sm90a_sass_and_ptx") {
         return;
     }
-    let Some(tool) = cuobjdump() else {
-        assert!(
-            std::env::var("TK_REQUIRE_KERNELS").map_or(true, |v| v != "1"),
-            "TK_REQUIRE_KERNELS=1 but cuobjdump was not found beside {NVCC_PATH}"
-        );
-        println!("skipped: cuobjdump not found beside {NVCC_PATH}");
+    let Some(tool) = cuobjdump_or_skip() else {
         return;
     };
     for (stem, image, _) in FATBINS {
@@ -191,12 +200,7 @@ fn vectorised_kernels_use_128_bit_global_access_on_sm90a() {
     if !kernels_or_skip("vectorised_kernels_use_128_bit_global_access_on_sm90a") {
         return;
     }
-    let Some(tool) = cuobjdump() else {
-        assert!(
-            std::env::var("TK_REQUIRE_KERNELS").map_or(true, |v| v != "1"),
-            "TK_REQUIRE_KERNELS=1 but cuobjdump was not found beside {NVCC_PATH}"
-        );
-        println!("skipped: cuobjdump not found beside {NVCC_PATH}");
+    let Some(tool) = cuobjdump_or_skip() else {
         return;
     };
     // (module, functions, whether the aligned path also stores 128 bits)
@@ -272,12 +276,7 @@ fn every_kernel_id_matches_a_fatbin_function() {
     if !kernels_or_skip("every_kernel_id_matches_a_fatbin_function") {
         return;
     }
-    let Some(tool) = cuobjdump() else {
-        assert!(
-            std::env::var("TK_REQUIRE_KERNELS").map_or(true, |v| v != "1"),
-            "TK_REQUIRE_KERNELS=1 but cuobjdump was not found beside {NVCC_PATH}"
-        );
-        println!("skipped: cuobjdump not found beside {NVCC_PATH}");
+    let Some(tool) = cuobjdump_or_skip() else {
         return;
     };
     let mut in_fatbins: BTreeSet<(String, String)> = BTreeSet::new();

@@ -89,17 +89,8 @@ pub fn embedding_into<T: DeviceElement>(
     out: &mut DeviceTensor<T>,
 ) -> Result<()> {
     const OP: &str = "embedding";
-    let device = table.device().clone();
-    let &[vocab, d_model] = table.shape() else {
-        return Err(Error::shape(
-            OP,
-            "table [vocab, d_model]",
-            format!("table {}", fmt_shape(table.shape())),
-        ));
-    };
-    let tokens = batch
-        .checked_mul(seq)
-        .ok_or_else(|| Error::invalid(OP, format!("batch {batch} x seq {seq} overflows")))?;
+    let (vocab, _) = table_dims(OP, table)?;
+    let tokens = token_count(OP, batch, seq)?;
     if ids.len() != tokens {
         return Err(Error::shape(
             OP,
@@ -107,14 +98,10 @@ pub fn embedding_into<T: DeviceElement>(
             format!("{} ids", ids.len()),
         ));
     }
-    shape_is(OP, "out", out, &[batch, seq, d_model])?;
-    same_device(OP, "out", &device, out)?;
-    if tokens == 0 || d_model == 0 {
-        return Ok(());
-    }
+    // Out-of-range ids are an error here, before anything reaches the device.
     let vocab_i32 = i32::try_from(vocab)
         .map_err(|_| Error::invalid(OP, format!("vocab = {vocab} does not fit int32 ids")))?;
-    let mut ids_i32 = Vec::with_capacity(ids.len());
+    let mut ids_i32 = Vec::with_capacity(ids.len().max(1));
     for (i, &id) in ids.iter().enumerate() {
         match i32::try_from(id) {
             Ok(v) if v < vocab_i32 => ids_i32.push(v),
@@ -130,27 +117,39 @@ pub fn embedding_into<T: DeviceElement>(
             }
         }
     }
-    let ids_dev = device
+    // CUDA cannot allocate zero bytes; the extra id of an empty batch is
+    // never read (the device path returns before launching).
+    if ids_i32.is_empty() {
+        ids_i32.push(0);
+    }
+    let ids_dev = table
+        .device()
         .stream()
         .clone_htod(&ids_i32)
         .map_err(driver("upload token ids"))?;
-    let (ids_ptr, _sync) = ids_dev.device_ptr(device.stream());
-    let params = EmbeddingParams {
-        ids: ids_ptr as *const i32,
-        table: table.device_ptr() as *const core::ffi::c_void,
-        out: out.device_ptr_mut() as *mut core::ffi::c_void,
-        tokens: i64_of(OP, "tokens", tokens)?,
-        seq_len: i64_of(OP, "seq", seq)?,
-        d_model: i64_of(OP, "d_model", d_model)?,
-        vocab: i64_of(OP, "vocab", vocab)?,
-        position_offset: i64_of(OP, "position_offset", position_offset)?,
-        scale,
-    };
-    // SAFETY: `ids_dev` holds `tokens` ids, each checked to be in [0, vocab);
-    // `table` is [vocab, d_model] and `out` [batch, seq, d_model] (checked
-    // above), both on `device`; `out` is borrowed mutably so it aliases
-    // nothing; `ids_dev` is freed on the same stream after the kernel.
-    unsafe { launch(&device, T::DTYPE, params) }
+    embedding_from_device_ids(&ids_dev, batch, seq, table, scale, position_offset, out)
+}
+
+/// `(vocab, d_model)` of a `[vocab, d_model]` embedding table.
+fn table_dims<T: DeviceElement>(
+    op: &'static str,
+    table: &DeviceTensor<T>,
+) -> Result<(usize, usize)> {
+    match *table.shape() {
+        [vocab, d_model] => Ok((vocab, d_model)),
+        _ => Err(Error::shape(
+            op,
+            "table [vocab, d_model]",
+            format!("table {}", fmt_shape(table.shape())),
+        )),
+    }
+}
+
+/// `batch * seq`, or an error when it overflows.
+fn token_count(op: &'static str, batch: usize, seq: usize) -> Result<usize> {
+    batch
+        .checked_mul(seq)
+        .ok_or_else(|| Error::invalid(op, format!("batch {batch} x seq {seq} overflows")))
 }
 
 /// [`embedding_into`] with the ids already on the device (e.g. the previous
@@ -184,16 +183,8 @@ pub fn embedding_from_device_ids<T: DeviceElement>(
 ) -> Result<()> {
     const OP: &str = "embedding";
     let device = table.device().clone();
-    let &[vocab, d_model] = table.shape() else {
-        return Err(Error::shape(
-            OP,
-            "table [vocab, d_model]",
-            format!("table {}", fmt_shape(table.shape())),
-        ));
-    };
-    let tokens = batch
-        .checked_mul(seq)
-        .ok_or_else(|| Error::invalid(OP, format!("batch {batch} x seq {seq} overflows")))?;
+    let (vocab, d_model) = table_dims(OP, table)?;
+    let tokens = token_count(OP, batch, seq)?;
     if ids.len() < tokens {
         return Err(Error::shape(
             OP,

@@ -1,5 +1,5 @@
 //! Shared helpers for the integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
 
 use std::sync::Arc;
 
@@ -20,4 +20,18 @@ pub fn gpu_or_skip(test: &str) -> Option<Arc<Device>> {
             None
         }
     }
+}
+
+/// One `#[test]` per `name => body::<dtype>;` line: the generic test body
+/// `body::<T>(test_name)` instantiated for each storage dtype (use with
+/// `#[macro_use] mod common;`).
+macro_rules! per_dtype {
+    ($($name:ident => $body:ident::<$t:ty>;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                $body::<$t>(stringify!($name));
+            }
+        )*
+    };
 }
