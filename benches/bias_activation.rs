@@ -6,10 +6,10 @@ mod common;
 
 use criterion::{Criterion, Throughput};
 use half::{bf16, f16};
-use transformer_kernels::cpu::activation::Activation;
 use transformer_kernels::cuda::bias_activation::bias_activation_in_place;
 use transformer_kernels::cuda::numerics::{random_storage, SplitMix64};
 use transformer_kernels::cuda::{Device, DeviceElement, DeviceTensor};
+use transformer_kernels::Activation;
 
 fn bench<T: DeviceElement>(c: &mut Criterion, dev: &std::sync::Arc<Device>) {
     let f = common::FFN;

@@ -16,6 +16,7 @@
 //! Run status: no kernel has run on a GPU yet (compiled for sm_80 and
 //! sm_90a, checked statically); the README's status table is kept current.
 
+pub mod activation;
 pub mod cpu;
 pub mod cuda;
 pub mod dtype;
@@ -23,5 +24,6 @@ pub mod error;
 pub mod model;
 pub mod tokenizer;
 
+pub use activation::Activation;
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};

@@ -9,7 +9,7 @@ mod model_common;
 use model_common::{assert_close, Rng};
 use transformer_kernels::cpu::attention::{attention, AttentionDims, AttentionMask};
 use transformer_kernels::cpu::embedding::sinusoidal_positions;
-use transformer_kernels::cpu::layer_norm::{layer_norm, residual_layer_norm};
+use transformer_kernels::cpu::layer_norm::layer_norm;
 
 /// f32 ops vs f64 naive maths on a handful of elements: a few roundings.
 const F32_ABS: f32 = 1e-5;
@@ -235,7 +235,7 @@ fn a2_causal_mask_with_kv_cache_sees_keys_up_to_its_absolute_position() {
 
 #[test]
 fn b2_layer_norm_hidden_3_uses_the_variance_of_3_elements() {
-    let y = layer_norm(&[1.0, 2.0, 3.0], &[1.0; 3], &[0.0; 3], 3, 0.0).unwrap();
+    let y = layer_norm(&[1.0, 2.0, 3.0], None, &[1.0; 3], &[0.0; 3], 3, 0.0).unwrap();
     assert_close(
         "LN([1,2,3])",
         &y,
@@ -255,7 +255,7 @@ fn b2_layer_norm_odd_and_large_hidden_sizes() {
         let beta = rng.vec(hidden, 0.5);
         let res = rng.vec(rows * hidden, 1.0);
         let eps = 1e-5;
-        let y = residual_layer_norm(&x, Some(&res), &gamma, &beta, hidden, eps).unwrap();
+        let y = layer_norm(&x, Some(&res), &gamma, &beta, hidden, eps).unwrap();
         let mut expected = Vec::new();
         for r in 0..rows {
             let h: Vec<f64> = (0..hidden)
@@ -275,6 +275,7 @@ fn b2_layer_norm_odd_and_large_hidden_sizes() {
 fn c1_layer_norm_with_a_large_mean() {
     let y = layer_norm(
         &[40000.0, 40001.0, 40002.0, 40003.0],
+        None,
         &[1.0; 4],
         &[0.0; 4],
         4,
@@ -299,7 +300,15 @@ fn c1_layer_norm_rows_of_100_plus_small_noise_keep_their_variance() {
         .map(|_| 100.0 + rng.uniform(0.01 * 3f32.sqrt()))
         .collect();
     let eps = 1e-6f32;
-    let y = layer_norm(&x, &vec![1.0; hidden], &vec![0.0; hidden], hidden, eps).unwrap();
+    let y = layer_norm(
+        &x,
+        None,
+        &vec![1.0; hidden],
+        &vec![0.0; hidden],
+        hidden,
+        eps,
+    )
+    .unwrap();
     for r in 0..2 {
         let row = &x[r * hidden..][..hidden];
         let mean = row.iter().map(|&v| v as f64).sum::<f64>() / hidden as f64;

@@ -11,15 +11,16 @@ mod model_common;
 
 use model_common::{assert_close, Rng};
 use proptest::prelude::*;
-use transformer_kernels::cpu::activation::{apply, Activation};
+use transformer_kernels::cpu::activation::apply;
 use transformer_kernels::cpu::attention::{
     attention, attention_bshd, AttentionDims, AttentionMask,
 };
-use transformer_kernels::cpu::embedding::{embed, embed_tokens};
+use transformer_kernels::cpu::embedding::{embed_tokens, embedding};
 use transformer_kernels::cpu::layer_norm::layer_norm;
 use transformer_kernels::cpu::linear::linear;
 use transformer_kernels::cpu::residual::add;
 use transformer_kernels::cpu::softmax::{log_softmax_rows, softmax_rows};
+use transformer_kernels::Activation;
 use transformer_kernels::Error;
 
 /// f32 vs f64 on sums of up to ~100 products of O(1) values.
@@ -224,7 +225,7 @@ proptest! {
     fn layer_norm_gives_mean_0_and_variance_1(rows in 1usize..4, hidden in 2usize..300, seed in any::<u64>()) {
         let mut rng = Rng::new(seed);
         let x: Vec<f32> = (0..rows * hidden).map(|_| rng.uniform(10.0) + 3.0).collect();
-        let y = layer_norm(&x, &vec![1.0; hidden], &vec![0.0; hidden], hidden, 1e-12).unwrap();
+        let y = layer_norm(&x, None, &vec![1.0; hidden], &vec![0.0; hidden], hidden, 1e-12).unwrap();
         for r in 0..rows {
             let row = &y[r * hidden..][..hidden];
             let mean = row.iter().map(|&v| v as f64).sum::<f64>() / hidden as f64;
@@ -328,7 +329,7 @@ fn embedding_gathers_scales_and_adds_positions() {
     let table: Vec<f32> = (0..12).map(|i| i as f32).collect(); // vocab 3, d 4
     let e = embed_tokens(&[2, 0], &table, 3, 4, 2.0).unwrap();
     assert_eq!(e, vec![16.0, 18.0, 20.0, 22.0, 0.0, 2.0, 4.0, 6.0]);
-    let with_pos = embed(&[2, 0], 1, 2, &table, 3, 4, 2.0, 5).unwrap();
+    let with_pos = embedding(&[2, 0], 1, 2, &table, 3, 4, 2.0, 5).unwrap();
     let pos = transformer_kernels::cpu::embedding::sinusoidal_positions(5, 2, 4);
     let want: Vec<f32> = e.iter().zip(&pos).map(|(a, b)| a + b).collect();
     assert_close("embed with start 5", &with_pos, &want, 0.0, 0.0);
@@ -351,8 +352,12 @@ fn ops_report_shape_errors_instead_of_panicking() {
         2
     )));
     assert!(shape(softmax_rows(&[1.0; 5], 2, 3)));
-    assert!(shape(layer_norm(&[1.0; 6], &[1.0; 2], &[0.0; 3], 3, 1e-5)));
-    assert!(shape(layer_norm(&[1.0; 6], &[1.0; 3], &[0.0; 3], 0, 1e-5)));
+    assert!(shape(layer_norm(
+        &[1.0; 6], None, &[1.0; 2], &[0.0; 3], 3, 1e-5
+    )));
+    assert!(shape(layer_norm(
+        &[1.0; 6], None, &[1.0; 3], &[0.0; 3], 0, 1e-5
+    )));
     assert!(shape(add(&[1.0; 3], &[1.0; 4])));
     let dims = AttentionDims {
         batch: 1,

@@ -11,13 +11,13 @@ use std::sync::Arc;
 
 use half::{bf16, f16};
 use proptest::prelude::*;
-use transformer_kernels::cpu::activation::Activation;
 use transformer_kernels::cpu::bias_activation::bias_activation as cpu_bias_activation;
 use transformer_kernels::cuda::bias_activation::{
     bias_activation, bias_activation_in_place, tolerance,
 };
 use transformer_kernels::cuda::numerics::{compare, random_storage, widen, SplitMix64};
 use transformer_kernels::cuda::{Device, DeviceElement, DeviceTensor};
+use transformer_kernels::Activation;
 
 const ACTS: [Activation; 4] = [
     Activation::Relu,

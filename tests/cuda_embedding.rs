@@ -1,5 +1,5 @@
 //! Token embedding + sinusoidal positions on the GPU against the CPU
-//! reference (`cpu::embedding::embed`, f64 angles), for f32, f16 and bf16
+//! reference (`cpu::embedding::embedding`, f64 angles), for f32, f16 and bf16
 //! storage: random ids, odd widths, position offsets; CASES.md D4; the
 //! offset used by incremental decoding; out-of-range ids rejected before
 //! launch. Every test prints one "skipped" line without a GPU.
@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use half::{bf16, f16};
 use proptest::prelude::*;
-use transformer_kernels::cpu::embedding::embed;
+use transformer_kernels::cpu::embedding::embedding as cpu_embedding;
 use transformer_kernels::cuda::embedding::{embedding, embedding_from_device_ids, tolerance};
 use transformer_kernels::cuda::numerics::{compare, random_storage, widen, SplitMix64, Tolerance};
 use transformer_kernels::cuda::{Device, DeviceElement, DeviceTensor};
@@ -40,7 +40,8 @@ fn check<T: DeviceElement>(
         .map(|_| rng.below(vocab as u64) as u32)
         .collect();
     let scale = (d_model as f32).sqrt();
-    let expected = embed(&ids, batch, seq, &tw, vocab, d_model, scale, offset).expect("reference");
+    let expected =
+        cpu_embedding(&ids, batch, seq, &tw, vocab, d_model, scale, offset).expect("reference");
     let table = DeviceTensor::from_host(dev, &ts, &[vocab, d_model]).expect("upload");
     let out = embedding(&ids, batch, seq, &table, scale, offset).expect("launch");
     assert_eq!(out.shape(), &[batch, seq, d_model], "{ctx}: shape");

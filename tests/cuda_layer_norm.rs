@@ -1,5 +1,5 @@
 //! Residual + LayerNorm on the GPU against the CPU reference
-//! (`cpu::layer_norm::residual_layer_norm`, f64 statistics), for f32, f16
+//! (`cpu::layer_norm::layer_norm`, f64 statistics), for f32, f16
 //! and bf16 storage: fresh random inputs of awkward sizes (1, odd, not a
 //! multiple of the 16-byte vector, across the warp/block boundary at 1024,
 //! up to 8192), CASES.md B2 and C1, and a constant row giving beta.
@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use half::{bf16, f16};
 use proptest::prelude::*;
-use transformer_kernels::cpu::layer_norm::residual_layer_norm;
+use transformer_kernels::cpu::layer_norm::layer_norm as cpu_layer_norm;
 use transformer_kernels::cuda::layer_norm::{layer_norm, tolerance, MAX_HIDDEN};
 use transformer_kernels::cuda::numerics::{compare, random_storage, widen, SplitMix64, Tolerance};
 use transformer_kernels::cuda::{Device, DeviceElement, DeviceTensor};
@@ -41,9 +41,8 @@ fn check<T: DeviceElement>(
     let (rs, rw) = random_storage::<T>(&mut rng, rows * hidden, -2.0, 2.0);
     let (gs, gw) = random_storage::<T>(&mut rng, hidden, -2.0, 2.0);
     let (bs, bw) = random_storage::<T>(&mut rng, hidden, -1.0, 1.0);
-    let expected =
-        residual_layer_norm(&xw, with_residual.then_some(&rw[..]), &gw, &bw, hidden, EPS)
-            .expect("reference");
+    let expected = cpu_layer_norm(&xw, with_residual.then_some(&rw[..]), &gw, &bw, hidden, EPS)
+        .expect("reference");
     let up = |v: &[T], shape: &[usize]| DeviceTensor::from_host(dev, v, shape).expect("upload");
     let x = up(&xs, &[rows, hidden]);
     let r = up(&rs, &[rows, hidden]);
@@ -241,7 +240,7 @@ fn case_c1_small_spread_around_large_mean_f32() {
         )
         .expect("launch");
         let got = out.to_host().expect("download");
-        let expected = residual_layer_norm(&x, Some(&r), &ones, &zeros, hidden, EPS).unwrap();
+        let expected = cpu_layer_norm(&x, Some(&r), &ones, &zeros, hidden, EPS).unwrap();
         let tol = tolerance(transformer_kernels::DType::F32);
         let c = compare(&got, &expected, &tol);
         assert!(c.passed(), "{}", c.describe("C1 spread", &tol));

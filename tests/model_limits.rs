@@ -9,10 +9,10 @@ use std::path::Path;
 
 use model_common::{write_model, Tiny, EOS};
 use safetensors::Dtype;
-use transformer_kernels::cpu::activation::Activation;
 use transformer_kernels::model::generation::MAX_NUM_BEAMS;
 use transformer_kernels::model::weights::{check_tensors, read_safetensors};
 use transformer_kernels::model::{GenerationConfig, MarianModel, ModelConfig};
+use transformer_kernels::Activation;
 use transformer_kernels::Error;
 
 /// `Tiny`'s config.json with `field` set to `value` (raw JSON).

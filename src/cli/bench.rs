@@ -14,10 +14,10 @@ use std::io::Write as _;
 use std::sync::Arc;
 
 use cudarc::driver::CudaSlice;
-use transformer_kernels::cpu::activation::Activation;
 use transformer_kernels::cuda::logits::TopKBuffers;
 use transformer_kernels::cuda::numerics::{random_storage, SplitMix64};
 use transformer_kernels::cuda::{self, Device, DeviceElement, DeviceTensor};
+use transformer_kernels::Activation;
 use transformer_kernels::{DType, Error, Result};
 
 /// Options of `bench`.

@@ -108,7 +108,7 @@ pub fn run(args: Args) -> Result<()> {
     let tokenizer = MarianTokenizer::from_dir(&dir)?;
     let model = MarianModel::<Cpu>::load(&dir)?;
     // vocab.json ids must fit the model's vocabulary (error names both files).
-    tokenizer.check_compatible(model.config())?;
+    tokenizer.check_compatible(model.config().vocab_size)?;
     let mut gen = GenerationConfig::from_model_dir(&dir, model.config())?;
     if let Some(b) = args.beam {
         gen.num_beams = b;

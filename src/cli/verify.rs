@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use transformer_kernels::cpu::activation::Activation;
 use transformer_kernels::cuda::numerics::{compare, random_storage, widen, SplitMix64, Tolerance};
 use transformer_kernels::cuda::{self, Device, DeviceElement, DeviceTensor};
+use transformer_kernels::Activation;
 use transformer_kernels::{cpu, DType, Error, Result};
 
 /// Options of `verify`.
@@ -191,7 +191,7 @@ fn layer_norm<T: DeviceElement>(
     let (rs, rw) = random_storage::<T>(rng, tokens * hidden, -2.0, 2.0);
     let (gs, gw) = random_storage::<T>(rng, hidden, -2.0, 2.0);
     let (bs, bw) = random_storage::<T>(rng, hidden, -1.0, 1.0);
-    let expected = cpu::layer_norm::residual_layer_norm(&xw, Some(&rw), &gw, &bw, hidden, eps)?;
+    let expected = cpu::layer_norm::layer_norm(&xw, Some(&rw), &gw, &bw, hidden, eps)?;
     let out = cuda::layer_norm::layer_norm(
         &upload(dev, &xs, &[tokens, hidden])?,
         Some(&upload(dev, &rs, &[tokens, hidden])?),
@@ -224,7 +224,7 @@ fn embedding<T: DeviceElement>(
         .map(|_| rng.below(vocab as u64) as u32)
         .collect();
     let scale = (d_model as f32).sqrt();
-    let expected = cpu::embedding::embed(&ids, batch, seq, &tw, vocab, d_model, scale, offset)?;
+    let expected = cpu::embedding::embedding(&ids, batch, seq, &tw, vocab, d_model, scale, offset)?;
     let table = upload(dev, &ts, &[vocab, d_model])?;
     let out = cuda::embedding::embedding(&ids, batch, seq, &table, scale, offset)?;
     let got = widen(&out.to_host()?);

@@ -1,7 +1,8 @@
 //! [`Cpu`]: the reference backend. Tensors are host `Vec<f32>` with a shape;
 //! every op is the plain reference function of its file in `cpu/`.
 
-use crate::cpu::activation::{apply_in_place, Activation};
+use crate::activation::Activation;
+use crate::cpu::activation::apply_in_place;
 use crate::cpu::attention::{attention_bshd, AttentionDims, AttentionMask};
 use crate::cpu::linear::{check_len, linear_into};
 use crate::cpu::{embedding, layer_norm, softmax};
@@ -82,7 +83,7 @@ impl Backend for Cpu {
         &t.shape
     }
 
-    fn embed(
+    fn embedding(
         &self,
         ids: &[u32],
         rows: usize,
@@ -98,7 +99,7 @@ impl Backend for Cpu {
                 fmt_shape(&table.shape),
             ));
         };
-        let data = embedding::embed(ids, rows, seq, &table.data, vocab, d, scale, start)?;
+        let data = embedding::embedding(ids, rows, seq, &table.data, vocab, d, scale, start)?;
         CpuTensor::new(data, &[rows, seq, d])
     }
 
@@ -174,24 +175,24 @@ impl Backend for Cpu {
         CpuTensor::new(out, &q.shape)
     }
 
-    fn residual_layer_norm(
+    fn layer_norm(
         &self,
         x: &CpuTensor,
-        residual: &CpuTensor,
+        residual: Option<&CpuTensor>,
         gamma: &CpuTensor,
         beta: &CpuTensor,
         eps: f32,
     ) -> Result<CpuTensor> {
-        if x.shape != residual.shape {
+        if let Some(r) = residual.filter(|r| r.shape != x.shape) {
             return Err(Error::shape(
                 "layer_norm",
-                fmt_shape(&x.shape),
-                fmt_shape(&residual.shape),
+                format!("residual {}", fmt_shape(&x.shape)),
+                format!("residual {}", fmt_shape(&r.shape)),
             ));
         }
-        let y = layer_norm::residual_layer_norm(
+        let y = layer_norm::layer_norm(
             &x.data,
-            Some(&residual.data),
+            residual.map(|r| r.data.as_slice()),
             &gamma.data,
             &beta.data,
             x.last_dim(),

@@ -2,7 +2,7 @@
 //! the bias add in f32 and the activation by [`Activation::eval`] (f64,
 //! rounded to f32).
 
-use crate::cpu::activation::Activation;
+use crate::activation::Activation;
 use crate::error::{Error, Result};
 
 /// `act(x + bias)` over rows of `cols` elements (`x`: `[rows, cols]`,

@@ -74,7 +74,7 @@ pub fn embed_tokens(
 ///
 /// Errors: as [`embed_tokens`], plus [`Error::Shape`] if `ids.len() != batch * seq`.
 #[allow(clippy::too_many_arguments)] // slices + explicit dims, the oracle's calling convention
-pub fn embed(
+pub fn embedding(
     ids: &[u32],
     batch: usize,
     seq: usize,

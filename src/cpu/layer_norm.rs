@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 ///
 /// Returns `[rows, hidden]`. Errors: [`Error::Shape`] on a length mismatch or
 /// `hidden == 0` with a non-empty `x`.
-pub fn residual_layer_norm(
+pub fn layer_norm(
     x: &[f32],
     residual: Option<&[f32]>,
     gamma: &[f32],
@@ -45,17 +45,6 @@ pub fn residual_layer_norm(
         normalize_row(row, gamma, beta, eps);
     }
     Ok(y)
-}
-
-/// `LN(x) * gamma + beta` over rows of `hidden` elements; see [`residual_layer_norm`].
-pub fn layer_norm(
-    x: &[f32],
-    gamma: &[f32],
-    beta: &[f32],
-    hidden: usize,
-    eps: f32,
-) -> Result<Vec<f32>> {
-    residual_layer_norm(x, None, gamma, beta, hidden, eps)
 }
 
 /// Normalises one row in place (two-pass statistics, f64 accumulation).

@@ -16,7 +16,7 @@ use super::kernels::KernelId;
 use super::numerics::Tolerance;
 use super::params::BiasActivationParams;
 use super::tensor::{DeviceElement, DeviceTensor};
-use crate::cpu::activation::Activation;
+use crate::activation::Activation;
 use crate::{DType, Error, Result};
 
 /// relu in f32: `max(h, 0)` of the same f32 sum as the reference, exact.

@@ -9,7 +9,7 @@
 //! that overlaps the loads. That is the roofline argument; no GPU run has
 //! measured it yet.
 //!
-//! Reference: [`crate::cpu::embedding::embed`].
+//! Reference: [`crate::cpu::embedding::embedding`].
 //!
 //! Run status: compiled, not run (no GPU run recorded in BENCHMARKS.md).
 

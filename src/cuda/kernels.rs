@@ -5,7 +5,7 @@
 //! module; symbols are static strings chosen by a `match`, never formatted at
 //! run time.
 
-use crate::cpu::activation::Activation;
+use crate::activation::Activation;
 use crate::DType;
 
 #[cfg(tk_kernels_built)]

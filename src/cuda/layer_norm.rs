@@ -2,7 +2,7 @@
 //! `out = LN(x + residual) · gamma + beta`, the output of every post-LN
 //! sublayer (Ba et al., 2016; Marian `normalize_before = false`).
 //!
-//! Reference: [`crate::cpu::layer_norm::residual_layer_norm`]. Statistics
+//! Reference: [`crate::cpu::layer_norm::layer_norm`]. Statistics
 //! are f32 whatever the storage dtype, two-pass over the row in registers
 //! (shifted by the row's first element), never `E[h²] − E[h]²`.
 //!

@@ -12,7 +12,7 @@
 //! vectors (biases, LayerNorm gamma / beta) `[n]`. A KV cache tensor is
 //! `[rows, capacity, d_model]` of which the first `len` positions are valid.
 
-use crate::cpu::activation::Activation;
+use crate::activation::Activation;
 use crate::error::Result;
 
 /// Masking of one attention call (see [`Backend::attention`]).
@@ -46,7 +46,7 @@ pub trait Backend {
     /// `table[ids] · scale + sinusoid(start + s)`: ids `[rows, seq]`, table
     /// `[vocab, d_model]`; returns `[rows, seq, d_model]`.
     /// Errors: an id out of the vocabulary ([`crate::Error::InvalidArgument`]).
-    fn embed(
+    fn embedding(
         &self,
         ids: &[u32],
         rows: usize,
@@ -83,10 +83,10 @@ pub trait Backend {
     ) -> Result<Self::Tensor>;
 
     /// `LayerNorm(x + residual) · gamma + beta` over the last dimension.
-    fn residual_layer_norm(
+    fn layer_norm(
         &self,
         x: &Self::Tensor,
-        residual: &Self::Tensor,
+        residual: Option<&Self::Tensor>,
         gamma: &Self::Tensor,
         beta: &Self::Tensor,
         eps: f32,

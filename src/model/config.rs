@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::cpu::activation::Activation;
+use crate::activation::Activation;
 use crate::error::{Error, Result};
 
 // Upper bounds on config.json sizes. They are far above any published

@@ -129,7 +129,7 @@ impl<B: Backend> MarianModel<B> {
         }
         state.cache.reserve(b, t)?;
         let heads = cfg.decoder_attention_heads;
-        let mut h = b.embed(
+        let mut h = b.embedding(
             ids,
             rows,
             t,

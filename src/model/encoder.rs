@@ -49,7 +49,7 @@ impl<B: Backend> MarianModel<B> {
             dst[..s.len()].copy_from_slice(s);
         }
         let b = &self.backend;
-        let mut h = b.embed(
+        let mut h = b.embedding(
             &ids,
             rows,
             src_len,

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::cpu::activation::Activation;
+use crate::activation::Activation;
 use crate::cpu::Cpu;
 use crate::error::Result;
 use crate::model::backend::{AttnMask, Backend};
@@ -83,7 +83,7 @@ impl<B: Backend> MarianModel<B> {
         n: &NormWeights<B::Tensor>,
     ) -> Result<B::Tensor> {
         self.backend
-            .residual_layer_norm(x, residual, &n.gamma, &n.beta, LAYER_NORM_EPS)
+            .layer_norm(x, Some(residual), &n.gamma, &n.beta, LAYER_NORM_EPS)
     }
 
     /// `fc2(act(fc1(x)))`.

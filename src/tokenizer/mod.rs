@@ -45,7 +45,6 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::model::ModelConfig;
 use sentencepiece::SentencePiece;
 use vocab::{AddedToken, TokenizerConfig, Vocab};
 
@@ -364,7 +363,7 @@ impl MarianTokenizer {
 
     /// Checks that every id this tokenizer can produce (vocab.json and the
     /// added tokens of tokenizer_config.json) is a row of the model's
-    /// embedding, i.e. `< cfg.vocab_size` (config.json). Call it after
+    /// embedding, i.e. `< vocab_size` (config.json's `vocab_size`). Call it after
     /// loading both, before translating: otherwise a mismatched pair loads
     /// and fails later with a message that does not name the file at fault.
     ///
@@ -372,8 +371,7 @@ impl MarianTokenizer {
     /// [`Error::Tokenizer`] naming vocab.json (or tokenizer_config.json for
     /// an added token), the offending token and id, and config.json's
     /// `vocab_size`.
-    pub fn check_compatible(&self, cfg: &ModelConfig) -> Result<()> {
-        let vocab_size = cfg.vocab_size;
+    pub fn check_compatible(&self, vocab_size: usize) -> Result<()> {
         let too_big = |id: u32| id as usize >= vocab_size;
         let explain = |token: &str, id: u32| {
             format!(
