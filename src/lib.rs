@@ -22,6 +22,7 @@ pub mod cuda;
 pub mod dtype;
 pub mod error;
 pub mod model;
+pub mod ops;
 pub mod tokenizer;
 
 pub use activation::Activation;

@@ -11,12 +11,9 @@ use std::sync::Arc;
 
 use half::{bf16, f16};
 use proptest::prelude::*;
-use transformer_kernels::cpu::bias_activation::bias_activation as cpu_bias_activation;
-use transformer_kernels::cuda::bias_activation::{
-    bias_activation, bias_activation_in_place, tolerance,
-};
-use transformer_kernels::cuda::numerics::{compare, random_storage, widen, SplitMix64};
+use transformer_kernels::cuda::bias_activation::bias_activation;
 use transformer_kernels::cuda::{Device, DeviceElement, DeviceTensor};
+use transformer_kernels::ops;
 use transformer_kernels::Activation;
 
 const ACTS: [Activation; 4] = [
@@ -26,6 +23,9 @@ const ACTS: [Activation; 4] = [
     Activation::Swish,
 ];
 
+/// The op's one check (`ops::bias_activation::check`: random inputs with
+/// |x + bias| <= 8, the reference, the named tolerance, in place equal to
+/// out of place), asserted.
 fn check<T: DeviceElement>(
     dev: &Arc<Device>,
     rows: usize,
@@ -38,27 +38,8 @@ fn check<T: DeviceElement>(
         "bias_activation {act:?} {} rows {rows} cols {cols} bias {with_bias} seed {seed:#x}",
         T::DTYPE
     );
-    let mut rng = SplitMix64::new(seed);
-    // |x + bias| <= 8: the range TOL_SMOOTH_F32 is derived for.
-    let (xs, xw) = random_storage::<T>(&mut rng, rows * cols, -6.0, 6.0);
-    let (bs, bw) = random_storage::<T>(&mut rng, cols, -2.0, 2.0);
-    let expected =
-        cpu_bias_activation(&xw, with_bias.then_some(&bw[..]), cols, act).expect("reference");
-    let mut x = DeviceTensor::from_host(dev, &xs, &[rows, cols]).expect("upload");
-    let b = DeviceTensor::from_host(dev, &bs, &[cols]).expect("upload");
-    let bias = with_bias.then_some(&b);
-    let out = bias_activation(&x, bias, act).expect("launch");
-    let got_raw = out.to_host().expect("download");
-    let got = widen(&got_raw);
-    let tol = tolerance(act, T::DTYPE);
-    let c = compare(&got, &expected, &tol);
-    assert!(c.passed(), "{}", c.describe(&ctx, &tol));
-    bias_activation_in_place(&mut x, bias, act).expect("launch in place");
-    let in_place = x.to_host().expect("download");
-    assert!(
-        bytemuck::cast_slice::<T, u8>(&in_place) == bytemuck::cast_slice::<T, u8>(&got_raw),
-        "{ctx}: in place differs from out of place"
-    );
+    let row = ops::bias_activation::check::<T>(dev, rows, cols, act, with_bias, seed);
+    common::assert_rows(row.map(|r| vec![r]), &ctx);
 }
 
 fn random_shapes<T: DeviceElement>(test: &str) {

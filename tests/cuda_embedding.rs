@@ -11,15 +11,17 @@ use std::sync::Arc;
 
 use half::{bf16, f16};
 use proptest::prelude::*;
-use transformer_kernels::cpu::embedding::embedding as cpu_embedding;
 use transformer_kernels::cuda::embedding::{embedding, embedding_from_device_ids, tolerance};
 use transformer_kernels::cuda::numerics::{compare, random_storage, widen, SplitMix64, Tolerance};
 use transformer_kernels::cuda::{Device, DeviceElement, DeviceTensor};
+use transformer_kernels::ops;
 use transformer_kernels::Error;
 
 /// The CASES.md D4 literals have 6 decimals: half a unit of the last one.
 const LITERAL_DIGITS: f32 = 5e-7;
 
+/// The op's one check (`ops::embedding::check`: random table and ids, the
+/// reference, the named tolerance), asserted.
 #[allow(clippy::too_many_arguments)]
 fn check<T: DeviceElement>(
     dev: &Arc<Device>,
@@ -34,21 +36,8 @@ fn check<T: DeviceElement>(
         "embedding {} batch {batch} seq {seq} d_model {d_model} vocab {vocab} offset {offset} seed {seed:#x}",
         T::DTYPE
     );
-    let mut rng = SplitMix64::new(seed);
-    let (ts, tw) = random_storage::<T>(&mut rng, vocab * d_model, -1.0, 1.0);
-    let ids: Vec<u32> = (0..batch * seq)
-        .map(|_| rng.below(vocab as u64) as u32)
-        .collect();
-    let scale = (d_model as f32).sqrt();
-    let expected =
-        cpu_embedding(&ids, batch, seq, &tw, vocab, d_model, scale, offset).expect("reference");
-    let table = DeviceTensor::from_host(dev, &ts, &[vocab, d_model]).expect("upload");
-    let out = embedding(&ids, batch, seq, &table, scale, offset).expect("launch");
-    assert_eq!(out.shape(), &[batch, seq, d_model], "{ctx}: shape");
-    let got = widen(&out.to_host().expect("download"));
-    let tol = tolerance(T::DTYPE);
-    let c = compare(&got, &expected, &tol);
-    assert!(c.passed(), "{}", c.describe(&ctx, &tol));
+    let row = ops::embedding::check::<T>(dev, batch, seq, d_model, vocab, offset, seed);
+    common::assert_rows(row.map(|r| vec![r]), &ctx);
 }
 
 fn random_shapes<T: DeviceElement>(test: &str) {
@@ -178,12 +167,11 @@ fn out_of_range_ids_are_rejected_before_launch() {
     ));
 }
 
-/// Device ids: the same output as host ids when they live on the device's
-/// stream; ids allocated on another stream are refused (the crate relies on
-/// one stream's order, cudarc's event tracking being off).
+/// Device ids (a `DeviceTensor<i32>` of the same device, e.g. the previous
+/// step's argmax): the same output as host ids; too few ids is a shape error.
 #[test]
-fn device_ids_must_live_on_the_device_stream() {
-    let Some(dev) = common::gpu_or_skip("device_ids_must_live_on_the_device_stream") else {
+fn device_ids_give_the_host_ids_result() {
+    let Some(dev) = common::gpu_or_skip("device_ids_give_the_host_ids_result") else {
         return;
     };
     let (vocab, d_model) = (10usize, 8usize);
@@ -196,7 +184,7 @@ fn device_ids_must_live_on_the_device_stream() {
         .to_host()
         .unwrap();
     let ids_i32: Vec<i32> = ids.iter().map(|&i| i as i32).collect();
-    let on_device = dev.stream().clone_htod(&ids_i32).unwrap();
+    let on_device = DeviceTensor::from_host(&dev, &ids_i32, &[1, 3]).unwrap();
     let mut out = DeviceTensor::<f32>::zeros(&dev, &[1, 3, d_model]).unwrap();
     embedding_from_device_ids(&on_device, 1, 3, &table, 2.0, 5, &mut out).unwrap();
     let got = out.to_host().unwrap();
@@ -208,13 +196,9 @@ fn device_ids_must_live_on_the_device_stream() {
     let c = compare(&got, &expected, &tol);
     assert!(c.passed(), "{}", c.describe("device ids vs host ids", &tol));
 
-    let other = dev.context().new_stream().unwrap();
-    let elsewhere = other.clone_htod(&ids_i32).unwrap();
-    other.synchronize().unwrap();
-    match embedding_from_device_ids(&elsewhere, 1, 3, &table, 2.0, 5, &mut out) {
-        Err(Error::InvalidArgument { msg, .. }) => {
-            assert!(msg.contains("stream"), "message names the stream: {msg}")
-        }
-        other => panic!("ids of another stream: expected InvalidArgument, got {other:?}"),
-    }
+    let short = DeviceTensor::from_host(&dev, &ids_i32[..2], &[1, 2]).unwrap();
+    assert!(matches!(
+        embedding_from_device_ids(&short, 1, 3, &table, 2.0, 5, &mut out),
+        Err(Error::Shape { .. })
+    ));
 }

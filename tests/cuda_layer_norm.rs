@@ -16,6 +16,7 @@ use transformer_kernels::cpu::layer_norm::layer_norm as cpu_layer_norm;
 use transformer_kernels::cuda::layer_norm::{layer_norm, tolerance, MAX_HIDDEN};
 use transformer_kernels::cuda::numerics::{compare, random_storage, widen, SplitMix64, Tolerance};
 use transformer_kernels::cuda::{Device, DeviceElement, DeviceTensor};
+use transformer_kernels::ops;
 use transformer_kernels::Error;
 
 /// Marian's layer_norm_eps.
@@ -24,7 +25,8 @@ const EPS: f32 = 1e-5;
 /// The CASES.md literals have 6 significant digits: half a unit of the last one.
 const LITERAL_DIGITS: f32 = 5e-6;
 
-/// Runs the kernel and the reference on the same random inputs and compares.
+/// The op's one check (`ops::layer_norm::check`: random inputs, the
+/// reference, the named tolerance), asserted.
 fn check<T: DeviceElement>(
     dev: &Arc<Device>,
     rows: usize,
@@ -36,23 +38,8 @@ fn check<T: DeviceElement>(
         "layer_norm {} rows {rows} hidden {hidden} residual {with_residual} seed {seed:#x}",
         T::DTYPE
     );
-    let mut rng = SplitMix64::new(seed);
-    let (xs, xw) = random_storage::<T>(&mut rng, rows * hidden, -2.0, 2.0);
-    let (rs, rw) = random_storage::<T>(&mut rng, rows * hidden, -2.0, 2.0);
-    let (gs, gw) = random_storage::<T>(&mut rng, hidden, -2.0, 2.0);
-    let (bs, bw) = random_storage::<T>(&mut rng, hidden, -1.0, 1.0);
-    let expected = cpu_layer_norm(&xw, with_residual.then_some(&rw[..]), &gw, &bw, hidden, EPS)
-        .expect("reference");
-    let up = |v: &[T], shape: &[usize]| DeviceTensor::from_host(dev, v, shape).expect("upload");
-    let x = up(&xs, &[rows, hidden]);
-    let r = up(&rs, &[rows, hidden]);
-    let g = up(&gs, &[hidden]);
-    let b = up(&bs, &[hidden]);
-    let out = layer_norm(&x, with_residual.then_some(&r), &g, &b, EPS).expect("launch");
-    let got = widen(&out.to_host().expect("download"));
-    let tol = tolerance(T::DTYPE);
-    let c = compare(&got, &expected, &tol);
-    assert!(c.passed(), "{}", c.describe(&ctx, &tol));
+    let row = ops::layer_norm::check::<T>(dev, rows, hidden, with_residual, seed);
+    common::assert_rows(row.map(|r| vec![r]), &ctx);
 }
 
 /// Compares with literal values from CASES.md.

@@ -14,10 +14,12 @@ use half::{bf16, f16};
 use proptest::prelude::*;
 use transformer_kernels::cpu::logits::logits_step as cpu_logits_step;
 use transformer_kernels::cuda::logits::{logits_step, tolerance, MAX_K};
-use transformer_kernels::cuda::numerics::{compare, random_storage, SplitMix64};
 use transformer_kernels::cuda::{Device, DeviceElement, DeviceTensor};
+use transformer_kernels::ops;
 use transformer_kernels::Error;
 
+/// The op's check on given values (`ops::logits::check_values`: log-probs
+/// and top-k values under the named tolerance, top-k ids exactly), asserted.
 #[allow(clippy::too_many_arguments)]
 fn check_values<T: DeviceElement>(
     dev: &Arc<Device>,
@@ -30,40 +32,12 @@ fn check_values<T: DeviceElement>(
     pad: Option<usize>,
     k: usize,
 ) {
-    let expected =
-        cpu_logits_step(logits_w, rows, vocab, bias.map(|b| b.1), pad, k).expect("reference");
-    let logits = DeviceTensor::from_host(dev, logits_s, &[rows, vocab]).expect("upload");
-    let bias_dev = bias.map(|b| DeviceTensor::from_host(dev, b.0, &[vocab]).expect("upload"));
-    let mut lp = DeviceTensor::<f32>::zeros(dev, &[rows, vocab]).unwrap();
-    let top = logits_step(&logits, bias_dev.as_ref(), pad, k, Some(&mut lp)).expect("launch");
-    assert_eq!((top.rows, top.k), (rows, k), "{ctx}: top-k shape");
-    // The scores are the same f32 sums on both sides, so the selection
-    // (ties to the lower id) must agree exactly.
-    for (i, (g, e)) in top.ids.iter().zip(&expected.topk_ids).enumerate() {
-        assert_eq!(
-            g,
-            e,
-            "{ctx}: top-k id at row {} rank {}: got {g}, expected {e}",
-            i / k,
-            i % k
-        );
-    }
-    let tol = tolerance(vocab);
-    let c = compare(&top.log_probs, &expected.topk_log_probs, &tol);
-    assert!(
-        c.passed(),
-        "{}",
-        c.describe(&format!("{ctx}: top-k log-probs"), &tol)
-    );
-    let got = lp.to_host().expect("download");
-    let c = compare(&got, &expected.log_probs, &tol);
-    assert!(
-        c.passed(),
-        "{}",
-        c.describe(&format!("{ctx}: log_probs"), &tol)
-    );
+    let rows_out =
+        ops::logits::check_values::<T>(dev, logits_s, logits_w, bias, rows, vocab, pad, k);
+    common::assert_rows(rows_out, ctx);
 }
 
+/// The op's one check on random logits (`ops::logits::check`), asserted.
 #[allow(clippy::too_many_arguments)]
 fn check<T: DeviceElement>(
     dev: &Arc<Device>,
@@ -78,11 +52,10 @@ fn check<T: DeviceElement>(
         "logits {} rows {rows} vocab {vocab} k {k} bias {with_bias} pad {pad:?} seed {seed:#x}",
         T::DTYPE
     );
-    let mut rng = SplitMix64::new(seed);
-    let (ls, lw) = random_storage::<T>(&mut rng, rows * vocab, -10.0, 10.0);
-    let (bs, bw) = random_storage::<T>(&mut rng, vocab, -2.0, 2.0);
-    let bias = with_bias.then_some((&bs[..], &bw[..]));
-    check_values::<T>(dev, &ctx, &ls, &lw, bias, rows, vocab, pad, k);
+    common::assert_rows(
+        ops::logits::check::<T>(dev, rows, vocab, k, with_bias, pad, seed),
+        &ctx,
+    );
 }
 
 fn random_shapes<T: DeviceElement>(test: &str) {

@@ -266,13 +266,13 @@ fn vectorised_kernels_use_128_bit_global_access_on_sm90a() {
     }
 }
 
-/// Every Rust `KernelId` names a function that exists in its module's
-/// fatbin, and every function in a fatbin has a `KernelId`: a typo on
-/// either side would otherwise surface only as a load error on a GPU.
+/// Every kernel symbol an op names (`ops::all_kernels`, from each op's own
+/// wrapper file) exists in its module's fatbin, and every function in a
+/// fatbin belongs to an op of the registry: a typo on either side would
+/// otherwise surface only as a load error on a GPU.
 #[test]
 fn every_kernel_id_matches_a_fatbin_function() {
     use std::collections::BTreeSet;
-    use transformer_kernels::cuda::kernels::KernelId;
     if !kernels_or_skip("every_kernel_id_matches_a_fatbin_function") {
         return;
     }
@@ -287,19 +287,17 @@ fn every_kernel_id_matches_a_fatbin_function() {
         }
     }
     let mut from_ids: BTreeSet<(String, String)> = BTreeSet::new();
-    for id in KernelId::all() {
-        if let Some(sym) = id.symbol() {
-            from_ids.insert((id.module().stem().to_string(), sym.to_string()));
-        }
+    for k in transformer_kernels::ops::all_kernels() {
+        from_ids.insert((k.module.to_string(), k.symbol.to_string()));
     }
     let missing: Vec<_> = from_ids.difference(&in_fatbins).collect();
     let orphans: Vec<_> = in_fatbins.difference(&from_ids).collect();
     assert!(
         missing.is_empty(),
-        "KernelId symbols missing from the fatbins: {missing:?}"
+        "kernel symbols of the ops missing from the fatbins: {missing:?}"
     );
     assert!(
         orphans.is_empty(),
-        "fatbin functions without a KernelId: {orphans:?}"
+        "fatbin functions no op names: {orphans:?}"
     );
 }

@@ -1,11 +1,15 @@
-//! Shared by the criterion benches: the device, or one printed line saying
-//! why the benches are skipped (the bench then exits 0).
+//! Shared by the criterion benches: the device (or one printed line saying
+//! why the benches are skipped; the bench then exits 0), and the one loop
+//! that times an op's workloads (`transformer_kernels::ops`: the same
+//! shapes and byte counts as `transformer-kernels bench`).
 #![allow(dead_code)]
 
 use std::sync::Arc;
 
-use criterion::Criterion;
+use criterion::{Criterion, Throughput};
 use transformer_kernels::cuda::Device;
+use transformer_kernels::ops::Op;
+use transformer_kernels::DType;
 
 /// Device 0, or `None` after printing why `bench` is skipped.
 pub fn device_or_skip(bench: &str) -> Option<Arc<Device>> {
@@ -28,11 +32,30 @@ pub fn criterion() -> Criterion {
         .configure_from_args()
 }
 
-/// Token counts of the model-shape rows (1 = one decoder step, 16384 = a large batch).
-pub const TOKENS: [usize; 4] = [1, 128, 1024, 16384];
-/// d_model of opus-mt / Transformer-base.
-pub const D_MODEL: usize = 512;
-/// Vocabulary of opus-mt-en-de.
-pub const VOCAB: usize = 58101;
-/// ffn_dim of opus-mt.
-pub const FFN: usize = 2048;
+/// Benchmarks every workload of `op` in every storage dtype, named
+/// `cuda/<op>/<dtype>/<shape>` with `Throughput::Bytes` = the bytes the
+/// fused op must read + write. Each iteration is one launch and a stream
+/// synchronisation.
+pub fn bench_op(op: &Op) {
+    let Some(dev) = device_or_skip(op.name) else {
+        return;
+    };
+    let mut c = criterion();
+    for dtype in DType::ALL {
+        let mut g = c.benchmark_group(format!("cuda/{}/{dtype}", op.name));
+        for case in (op.bench_cases)(false) {
+            let work = (op.workload)(&case, dtype);
+            let mut run = (op.prepare)(&dev, dtype, &case).expect("prepare inputs");
+            g.throughput(Throughput::Bytes(work.bytes));
+            let name = format!("{} {}", work.label, work.shape);
+            g.bench_function(name, |b| {
+                b.iter(|| {
+                    run().expect("launch");
+                    dev.synchronize().expect("synchronize");
+                })
+            });
+        }
+        g.finish();
+    }
+    c.final_summary();
+}

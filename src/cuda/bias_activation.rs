@@ -4,20 +4,62 @@
 //! `act` is the config's `activation_function`; `"gelu"` is the exact erf
 //! form (Hugging Face `ACT2FN["gelu"]` = `torch.nn.GELU()`).
 //!
-//! Reference: [`crate::cpu::bias_activation::bias_activation`].
+//! Reference: `cpu::bias_activation::bias_activation` (the tests and
+//! `verify` compare; this module never calls the reference).
 //!
 //! Run status: compiled, not run (no GPU run recorded in BENCHMARKS.md).
 
-use cudarc::driver::{LaunchConfig, PushKernelArg};
-
 use super::check::{grid_for, i64_of, same_device, shape_is};
-use super::device::{driver, Device};
-use super::kernels::KernelId;
+use super::device::Device;
 use super::numerics::Tolerance;
 use super::params::BiasActivationParams;
+use super::runtime::{KernelRef, LaunchParams, LaunchShape};
 use super::tensor::{DeviceElement, DeviceTensor};
 use crate::activation::Activation;
 use crate::{DType, Error, Result};
+
+/// The module: `kernels/bias_activation.cu`.
+pub const MODULE: &str = "bias_activation";
+
+/// The activations with a kernel (every [`Activation`]).
+pub const ACTIVATIONS: [Activation; 4] = [
+    Activation::Relu,
+    Activation::Gelu,
+    Activation::GeluTanh,
+    Activation::Swish,
+];
+
+/// The symbol `bias_activation_<act>_<dtype>` of `bias_activation.cu`.
+pub const fn kernel(act: Activation, dtype: DType) -> KernelRef {
+    use Activation::*;
+    use DType::*;
+    let symbol = match (act, dtype) {
+        (Relu, F32) => "bias_activation_relu_f32",
+        (Relu, F16) => "bias_activation_relu_f16",
+        (Relu, BF16) => "bias_activation_relu_bf16",
+        (Gelu, F32) => "bias_activation_gelu_f32",
+        (Gelu, F16) => "bias_activation_gelu_f16",
+        (Gelu, BF16) => "bias_activation_gelu_bf16",
+        (GeluTanh, F32) => "bias_activation_gelu_tanh_f32",
+        (GeluTanh, F16) => "bias_activation_gelu_tanh_f16",
+        (GeluTanh, BF16) => "bias_activation_gelu_tanh_bf16",
+        (Swish, F32) => "bias_activation_swish_f32",
+        (Swish, F16) => "bias_activation_swish_f16",
+        (Swish, BF16) => "bias_activation_swish_bf16",
+    };
+    KernelRef {
+        module: MODULE,
+        symbol,
+    }
+}
+
+/// Every kernel of this op (for the static checks against the fatbin).
+pub fn kernels() -> Vec<KernelRef> {
+    ACTIVATIONS
+        .iter()
+        .flat_map(|&a| DType::ALL.map(|d| kernel(a, d)))
+        .collect()
+}
 
 /// relu in f32: `max(h, 0)` of the same f32 sum as the reference, exact.
 pub const TOL_RELU_F32: Tolerance = Tolerance {
@@ -50,7 +92,7 @@ const BLOCK: u32 = 256;
 
 // SAFETY: BiasActivationParams is a `#[repr(C)]` plain-old-data struct
 // generated from params.h, layout-checked by bindgen; passed by value.
-unsafe impl cudarc::driver::DeviceRepr for BiasActivationParams {}
+unsafe impl LaunchParams for BiasActivationParams {}
 
 /// `act(x + bias)` into a new tensor.
 ///
@@ -159,20 +201,11 @@ pub unsafe fn launch(
     if n == 0 {
         return Ok(());
     }
-    let cfg = LaunchConfig {
-        grid_dim: (
-            grid_for(n.div_ceil(16 / dtype.size_in_bytes()), BLOCK as usize),
-            1,
-            1,
-        ),
-        block_dim: (BLOCK, 1, 1),
-        shared_mem_bytes: 0,
-    };
-    let func = device.function(KernelId::BiasActivation { act, dtype })?;
-    let mut builder = device.stream().launch_builder(&func);
-    builder.arg(&p);
+    let shape = LaunchShape::linear(
+        grid_for(n.div_ceil(16 / dtype.size_in_bytes()), BLOCK as usize),
+        BLOCK,
+    );
     // SAFETY: the caller guarantees the pointers (see `# Safety`); the
     // grid-stride kernel is correct for any grid.
-    unsafe { builder.launch(cfg) }.map_err(driver("launch bias_activation"))?;
-    Ok(())
+    unsafe { device.launch(kernel(act, dtype), shape, &p) }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::device::Device;
-use super::tensor::{DeviceElement, DeviceTensor};
+use super::tensor::{DevicePod, DeviceTensor};
 use crate::error::fmt_shape;
 use crate::{Error, Result};
 
@@ -14,7 +14,7 @@ use crate::{Error, Result};
 pub(crate) const MAX_GRID: usize = 1 << 20;
 
 /// `Error::Shape` unless `t` has exactly `expected` as its shape.
-pub(crate) fn shape_is<T: DeviceElement>(
+pub(crate) fn shape_is<T: DevicePod>(
     op: &'static str,
     name: &str,
     t: &DeviceTensor<T>,
@@ -33,7 +33,7 @@ pub(crate) fn shape_is<T: DeviceElement>(
 
 /// `Error::InvalidArgument` unless `t` lives on `device` (a device pointer
 /// of another context is not valid in this one).
-pub(crate) fn same_device<T: DeviceElement>(
+pub(crate) fn same_device<T: DevicePod>(
     op: &'static str,
     name: &str,
     device: &Arc<Device>,

@@ -1,14 +1,42 @@
 //! Device dtype conversion (`kernels/convert.cu`); the reference is
-//! [`crate::cpu::convert::convert`].
-
-use cudarc::driver::{LaunchConfig, PushKernelArg};
+//! `cpu::convert::convert` (the tests and `verify` compare; this module
+//! never calls the reference).
 
 use super::check::{i64_of, same_device, shape_is};
-use super::device::driver;
-use super::kernels::KernelId;
 use super::params::ConvertParams;
+use super::runtime::{KernelRef, LaunchParams, LaunchShape};
 use super::tensor::{DeviceElement, DeviceTensor};
-use crate::Result;
+use crate::{DType, Result};
+
+/// The module: `kernels/convert.cu`.
+pub const MODULE: &str = "convert";
+
+/// The symbol `convert_<src>_to_<dst>` of `convert.cu`, or `None` when
+/// `src == dst` (a plain device copy, no kernel).
+pub const fn kernel(src: DType, dst: DType) -> Option<KernelRef> {
+    use DType::*;
+    let symbol = match (src, dst) {
+        (F32, F16) => "convert_f32_to_f16",
+        (F32, BF16) => "convert_f32_to_bf16",
+        (F16, F32) => "convert_f16_to_f32",
+        (F16, BF16) => "convert_f16_to_bf16",
+        (BF16, F32) => "convert_bf16_to_f32",
+        (BF16, F16) => "convert_bf16_to_f16",
+        (F32, F32) | (F16, F16) | (BF16, BF16) => return None,
+    };
+    Some(KernelRef {
+        module: MODULE,
+        symbol,
+    })
+}
+
+/// Every kernel of this op (for the static checks against the fatbin).
+pub fn kernels() -> Vec<KernelRef> {
+    DType::ALL
+        .iter()
+        .flat_map(|&s| DType::ALL.iter().filter_map(move |&d| kernel(s, d)))
+        .collect()
+}
 
 /// Threads per block; matches `__launch_bounds__(256)` in convert.cu.
 const BLOCK: u32 = 256;
@@ -18,7 +46,7 @@ const MAX_BLOCKS: usize = 65_535;
 
 // SAFETY: ConvertParams is a `#[repr(C)]` plain-old-data struct generated
 // from params.h, layout-checked by bindgen; the kernel takes it by value.
-unsafe impl cudarc::driver::DeviceRepr for ConvertParams {}
+unsafe impl LaunchParams for ConvertParams {}
 
 /// Converts `src` to dtype `D` on the device: `dst[i] = D::from_f32(src[i].to_f32())`,
 /// round to nearest even. Same shape; `S == D` is a device-to-device copy.
@@ -57,11 +85,7 @@ pub fn convert_into<S: DeviceElement, D: DeviceElement>(
     if n == 0 {
         return Ok(());
     }
-    let id = KernelId::Convert {
-        src: S::DTYPE,
-        dst: D::DTYPE,
-    };
-    if id.symbol().is_none() {
+    let Some(kernel) = kernel(S::DTYPE, D::DTYPE) else {
         // Same dtype: a plain device-to-device copy, bit-exact.
         let bytes = n * std::mem::size_of::<S>();
         let (src_ptr, dst_ptr) = (src.device_ptr(), dst.device_ptr_mut());
@@ -70,37 +94,20 @@ pub fn convert_into<S: DeviceElement, D: DeviceElement>(
         // distinct allocations (`dst` is borrowed mutably while `src` is
         // borrowed), and the copy is queued on the stream every later use
         // goes through.
-        unsafe {
-            cudarc::driver::result::memcpy_dtod_async(
-                dst_ptr,
-                src_ptr,
-                bytes,
-                device.stream().cu_stream(),
-            )
-        }
-        .map_err(driver("memcpy_dtod"))?;
-        return Ok(());
-    }
+        return unsafe { device.copy_dtod(dst_ptr, src_ptr, bytes) };
+    };
     let params = ConvertParams {
         src: src.device_ptr() as *const core::ffi::c_void,
         dst: dst.device_ptr_mut() as *mut core::ffi::c_void,
         n: i64_of(OP, "elements", n)?,
     };
     let blocks = n.div_ceil(BLOCK as usize).min(MAX_BLOCKS) as u32;
-    let cfg = LaunchConfig {
-        grid_dim: (blocks, 1, 1),
-        block_dim: (BLOCK, 1, 1),
-        shared_mem_bytes: 0,
-    };
-    let func = device.function(id)?;
-    let mut launch = device.stream().launch_builder(&func);
-    launch.arg(&params);
+    let shape = LaunchShape::linear(blocks, BLOCK);
     // SAFETY: the kernel reads `n` elements of S at `src` and writes `n`
     // elements of D at `dst`; both buffers hold at least `n` elements (same
     // shape, checked above), live on this device (checked), are distinct
     // allocations (`dst` is borrowed mutably while `src` is borrowed), and
     // outlive the launch because every later use of `dst`/`src` goes
     // through the same stream.
-    unsafe { launch.launch(cfg) }.map_err(driver("launch convert"))?;
-    Ok(())
+    unsafe { device.launch(kernel, shape, &params) }
 }

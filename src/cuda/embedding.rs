@@ -9,20 +9,40 @@
 //! that overlaps the loads. That is the roofline argument; no GPU run has
 //! measured it yet.
 //!
-//! Reference: [`crate::cpu::embedding::embedding`].
+//! Reference: `cpu::embedding::embedding` (the tests and `verify` compare;
+//! this module never calls the reference).
 //!
 //! Run status: compiled, not run (no GPU run recorded in BENCHMARKS.md).
 
-use cudarc::driver::{CudaSlice, DevicePtr, LaunchConfig, PushKernelArg};
-
 use super::check::{grid_for, i64_of, same_device, shape_is};
-use super::device::{driver, Device};
-use super::kernels::KernelId;
+use super::device::Device;
 use super::numerics::Tolerance;
 use super::params::EmbeddingParams;
+use super::runtime::{KernelRef, LaunchParams, LaunchShape};
 use super::tensor::{DeviceElement, DeviceTensor};
 use crate::error::fmt_shape;
 use crate::{DType, Error, Result};
+
+/// The module: `kernels/embedding.cu`.
+pub const MODULE: &str = "embedding";
+
+/// The symbol `embedding_<dtype>` of `embedding.cu`.
+pub const fn kernel(dtype: DType) -> KernelRef {
+    let symbol = match dtype {
+        DType::F32 => "embedding_f32",
+        DType::F16 => "embedding_f16",
+        DType::BF16 => "embedding_bf16",
+    };
+    KernelRef {
+        module: MODULE,
+        symbol,
+    }
+}
+
+/// Every kernel of this op (for the static checks against the fatbin).
+pub fn kernels() -> Vec<KernelRef> {
+    DType::ALL.map(kernel).to_vec()
+}
 
 /// f32 kernel vs the reference (f64 angles, f32 gather and add).
 pub const TOL_F32: Tolerance = Tolerance {
@@ -42,7 +62,7 @@ const WARPS_PER_BLOCK: usize = 8;
 
 // SAFETY: EmbeddingParams is a `#[repr(C)]` plain-old-data struct generated
 // from params.h, layout-checked by bindgen; the kernel takes it by value.
-unsafe impl cudarc::driver::DeviceRepr for EmbeddingParams {}
+unsafe impl LaunchParams for EmbeddingParams {}
 
 /// Embeds a `[batch, seq]` block of token ids (row-major in `ids`) into a
 /// new `[batch, seq, d_model]` tensor.
@@ -101,7 +121,7 @@ pub fn embedding_into<T: DeviceElement>(
     // Out-of-range ids are an error here, before anything reaches the device.
     let vocab_i32 = i32::try_from(vocab)
         .map_err(|_| Error::invalid(OP, format!("vocab = {vocab} does not fit int32 ids")))?;
-    let mut ids_i32 = Vec::with_capacity(ids.len().max(1));
+    let mut ids_i32 = Vec::with_capacity(ids.len());
     for (i, &id) in ids.iter().enumerate() {
         match i32::try_from(id) {
             Ok(v) if v < vocab_i32 => ids_i32.push(v),
@@ -117,16 +137,7 @@ pub fn embedding_into<T: DeviceElement>(
             }
         }
     }
-    // CUDA cannot allocate zero bytes; the extra id of an empty batch is
-    // never read (the device path returns before launching).
-    if ids_i32.is_empty() {
-        ids_i32.push(0);
-    }
-    let ids_dev = table
-        .device()
-        .stream()
-        .clone_htod(&ids_i32)
-        .map_err(driver("upload token ids"))?;
+    let ids_dev = DeviceTensor::from_host(table.device(), &ids_i32, &[batch, seq])?;
     embedding_from_device_ids(&ids_dev, batch, seq, table, scale, position_offset, out)
 }
 
@@ -158,22 +169,16 @@ fn token_count(op: &'static str, batch: usize, seq: usize) -> Result<usize> {
 /// `[0, vocab)` yields a row of NaN in `out`, which [`embedding_into`]'s
 /// host check turns into an error instead.
 ///
-/// `ids` must have been allocated on the device's own stream
-/// ([`Device::stream`]), as every buffer of this crate is: the crate turns
-/// cudarc's per-buffer event tracking off (see [`Device::open`]) and relies
-/// on that one stream's order alone. A caller whose ids were written by
-/// work on another stream must synchronise that stream (or make
-/// [`Device::stream`] wait on an event of it) before calling, and copy the
-/// ids into a buffer allocated on [`Device::stream`].
+/// `ids` is a [`DeviceTensor`] of the same device, so every write to it
+/// was queued on the device's one stream before this launch.
 ///
 /// # Errors
 /// [`Error::Shape`] when `ids` holds fewer than `batch * seq` ids, `table`
 /// is not rank 2 or `out` is not `[batch, seq, d_model]`;
-/// [`Error::InvalidArgument`] for operands on different devices, `ids`
-/// allocated on another stream than [`Device::stream`], or sizes past
-/// `int64`; [`Error::Cuda`] on launch failure.
+/// [`Error::InvalidArgument`] for operands on different devices or sizes
+/// past `int64`; [`Error::Cuda`] on launch failure.
 pub fn embedding_from_device_ids<T: DeviceElement>(
-    ids: &CudaSlice<i32>,
+    ids: &DeviceTensor<i32>,
     batch: usize,
     seq: usize,
     table: &DeviceTensor<T>,
@@ -185,32 +190,21 @@ pub fn embedding_from_device_ids<T: DeviceElement>(
     let device = table.device().clone();
     let (vocab, d_model) = table_dims(OP, table)?;
     let tokens = token_count(OP, batch, seq)?;
-    if ids.len() < tokens {
+    if ids.numel() < tokens {
         return Err(Error::shape(
             OP,
             format!("ids [{batch}, {seq}] ({tokens} ids)"),
-            format!("{} ids", ids.len()),
+            format!("{} ids", ids.numel()),
         ));
     }
-    if ids.stream().context() != device.context() {
-        return Err(Error::invalid(OP, "ids live on another device"));
-    }
-    // Stream order is the only synchronisation (event tracking is off):
-    // a buffer of another stream could still be being written.
-    if **ids.stream() != **device.stream() {
-        return Err(Error::invalid(
-            OP,
-            "ids were allocated on another stream than the device's; synchronise that stream and copy them to a buffer of Device::stream()",
-        ));
-    }
+    same_device(OP, "ids", &device, ids)?;
     shape_is(OP, "out", out, &[batch, seq, d_model])?;
     same_device(OP, "out", &device, out)?;
     if tokens == 0 || d_model == 0 {
         return Ok(());
     }
-    let (ids_ptr, _sync) = ids.device_ptr(device.stream());
     let params = EmbeddingParams {
-        ids: ids_ptr as *const i32,
+        ids: ids.device_ptr() as *const i32,
         table: table.device_ptr() as *const core::ffi::c_void,
         out: out.device_ptr_mut() as *mut core::ffi::c_void,
         tokens: i64_of(OP, "tokens", tokens)?,
@@ -220,11 +214,9 @@ pub fn embedding_from_device_ids<T: DeviceElement>(
         position_offset: i64_of(OP, "position_offset", position_offset)?,
         scale,
     };
-    // SAFETY: `ids` holds at least `tokens` int32 values on this device's
-    // stream (checked above), so stream order puts the kernel after every
-    // write queued by this crate; writes on other streams are the caller's
-    // to synchronise (documented above). The
-    // kernel reads the table only at ids in [0, vocab) (others give NaN);
+    // SAFETY: `ids` holds at least `tokens` int32 values on this device
+    // (checked above), and stream order puts the kernel after every write
+    // queued to it. The kernel reads the table only at ids in [0, vocab) (others give NaN);
     // `table` is [vocab, d_model] and `out` [batch, seq, d_model] on
     // `device`; `out` is borrowed mutably so it aliases nothing.
     unsafe { launch(&device, T::DTYPE, params) }
@@ -259,16 +251,8 @@ pub unsafe fn launch(device: &Device, dtype: DType, p: EmbeddingParams) -> Resul
             ),
         ));
     }
-    let cfg = LaunchConfig {
-        grid_dim: (grid_for(tokens, WARPS_PER_BLOCK), 1, 1),
-        block_dim: (256, 1, 1),
-        shared_mem_bytes: 0,
-    };
-    let func = device.function(KernelId::Embedding { dtype })?;
-    let mut builder = device.stream().launch_builder(&func);
-    builder.arg(&p);
+    let shape = LaunchShape::linear(grid_for(tokens, WARPS_PER_BLOCK), 256);
     // SAFETY: the caller guarantees the pointers (see `# Safety`); 256
     // threads matches the kernel's __launch_bounds__ and its 8-warp layout.
-    unsafe { builder.launch(cfg) }.map_err(driver("launch embedding"))?;
-    Ok(())
+    unsafe { device.launch(kernel(dtype), shape, &p) }
 }

@@ -2,25 +2,84 @@
 //! `out = LN(x + residual) · gamma + beta`, the output of every post-LN
 //! sublayer (Ba et al., 2016; Marian `normalize_before = false`).
 //!
-//! Reference: [`crate::cpu::layer_norm::layer_norm`]. Statistics
+//! Reference: `cpu::layer_norm::layer_norm` (compared by the tests and
+//! `verify`, never called from here). Statistics
 //! are f32 whatever the storage dtype, two-pass over the row in registers
 //! (shifted by the row's first element), never `E[h²] − E[h]²`.
 //!
 //! Run status: compiled, not run (no GPU run recorded in BENCHMARKS.md).
 
-use cudarc::driver::{LaunchConfig, PushKernelArg};
-
 use super::check::{grid_for, i64_of, same_device, shape_is};
-use super::device::{driver, Device};
-use super::kernels::{KernelId, LayerNormVariant};
+use super::device::Device;
 use super::numerics::Tolerance;
 use super::params::LayerNormParams;
+use super::runtime::{KernelRef, LaunchParams, LaunchShape};
 use super::tensor::{DeviceElement, DeviceTensor};
 use crate::error::fmt_shape;
 use crate::{DType, Error, Result};
 
+/// The module: `kernels/layer_norm.cu`.
+pub const MODULE: &str = "layer_norm";
+
 /// Largest hidden size the kernels take (a row lives in registers).
 pub const MAX_HIDDEN: usize = LayerNormVariant::BLOCK_MAX_HIDDEN;
+
+/// The two LayerNorm kernels: a row per warp or a row per block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LayerNormVariant {
+    /// One warp per row, 4 rows per block: hidden <= [`LayerNormVariant::WARP_MAX_HIDDEN`].
+    Warp,
+    /// One 256-thread block per row: hidden <= [`LayerNormVariant::BLOCK_MAX_HIDDEN`].
+    Block,
+}
+
+impl LayerNormVariant {
+    /// Largest hidden size of the warp-per-row kernel (32 lanes x 32 registers).
+    pub const WARP_MAX_HIDDEN: usize = 1024;
+    /// Largest hidden size of the block-per-row kernel (256 threads x 32 registers).
+    pub const BLOCK_MAX_HIDDEN: usize = 8192;
+
+    /// The variant for rows of `hidden` elements, or `None` when `hidden`
+    /// is 0 or above [`LayerNormVariant::BLOCK_MAX_HIDDEN`].
+    pub const fn for_hidden(hidden: usize) -> Option<Self> {
+        if hidden == 0 {
+            None
+        } else if hidden <= Self::WARP_MAX_HIDDEN {
+            Some(LayerNormVariant::Warp)
+        } else if hidden <= Self::BLOCK_MAX_HIDDEN {
+            Some(LayerNormVariant::Block)
+        } else {
+            None
+        }
+    }
+}
+
+/// The symbol `layer_norm_residual_<variant>_<dtype>` of `layer_norm.cu`.
+pub const fn kernel(variant: LayerNormVariant, dtype: DType) -> KernelRef {
+    use DType::*;
+    use LayerNormVariant::*;
+    let symbol = match (variant, dtype) {
+        (Warp, F32) => "layer_norm_residual_warp_f32",
+        (Warp, F16) => "layer_norm_residual_warp_f16",
+        (Warp, BF16) => "layer_norm_residual_warp_bf16",
+        (Block, F32) => "layer_norm_residual_block_f32",
+        (Block, F16) => "layer_norm_residual_block_f16",
+        (Block, BF16) => "layer_norm_residual_block_bf16",
+    };
+    KernelRef {
+        module: MODULE,
+        symbol,
+    }
+}
+
+/// Every kernel of this op (for the static checks against the fatbin).
+pub fn kernels() -> Vec<KernelRef> {
+    let variants = [LayerNormVariant::Warp, LayerNormVariant::Block];
+    variants
+        .iter()
+        .flat_map(|&v| DType::ALL.map(|d| kernel(v, d)))
+        .collect()
+}
 
 /// f32 kernel vs the reference (f64 statistics), for inputs of unit scale
 /// (|x|, |residual|, |beta| <= ~2, |gamma| <= 2).
@@ -38,7 +97,7 @@ pub fn tolerance(dtype: DType) -> Tolerance {
 
 // SAFETY: LayerNormParams is a `#[repr(C)]` plain-old-data struct generated
 // from params.h, layout-checked by bindgen; the kernel takes it by value.
-unsafe impl cudarc::driver::DeviceRepr for LayerNormParams {}
+unsafe impl LaunchParams for LayerNormParams {}
 
 /// `LN(x + residual) · gamma + beta` over the last dimension, into a new tensor.
 ///
@@ -166,16 +225,8 @@ pub unsafe fn launch(device: &Device, dtype: DType, p: LayerNormParams) -> Resul
         LayerNormVariant::Warp => (128u32, 4usize),
         LayerNormVariant::Block => (256u32, 1usize),
     };
-    let cfg = LaunchConfig {
-        grid_dim: (grid_for(rows, rows_per_block), 1, 1),
-        block_dim: (threads, 1, 1),
-        shared_mem_bytes: 0,
-    };
-    let func = device.function(KernelId::LayerNorm { variant, dtype })?;
-    let mut builder = device.stream().launch_builder(&func);
-    builder.arg(&p);
+    let shape = LaunchShape::linear(grid_for(rows, rows_per_block), threads);
     // SAFETY: the caller guarantees the pointers (see `# Safety`); the block
     // size matches the kernel's __launch_bounds__ and the variant's group size.
-    unsafe { builder.launch(cfg) }.map_err(driver("launch layer_norm"))?;
-    Ok(())
+    unsafe { device.launch(kernel(variant, dtype), shape, &p) }
 }

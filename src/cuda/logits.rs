@@ -3,7 +3,8 @@
 //! the vocabulary in f32, and per row the k best tokens (k = 1: greedy
 //! argmax; k = 2·num_beams for beam search, as Hugging Face `generate` takes).
 //!
-//! Reference: [`crate::cpu::logits::logits_step`].
+//! Reference: `cpu::logits::logits_step` (the tests and `verify` compare;
+//! this module never calls the reference).
 //!
 //! Shape of the launch: one 256-thread block per row, so a step with fewer
 //! rows than the GPU has SMs (greedy decoding of one sentence: one row)
@@ -15,16 +16,75 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaSlice, DevicePtrMut, LaunchConfig, PushKernelArg};
-
 use super::check::{i64_of, same_device, shape_is};
-use super::device::{driver, Device};
-use super::kernels::{KernelId, TopKWidth};
+use super::device::Device;
 use super::numerics::Tolerance;
 use super::params::LogitsParams;
+use super::runtime::{KernelRef, LaunchParams, LaunchShape};
 use super::tensor::{DeviceElement, DeviceTensor};
 use crate::error::fmt_shape;
 use crate::{DType, Error, Result};
+
+/// The module: `kernels/logits.cu`.
+pub const MODULE: &str = "logits";
+
+/// Compile-time maximum of k of a `logits.cu` kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TopKWidth {
+    /// k = 1: greedy argmax.
+    K1,
+    /// k <= 8 (beam search up to 4 beams).
+    K8,
+    /// k <= 32 (beam search up to 16 beams).
+    K32,
+}
+
+impl TopKWidth {
+    /// Largest k any logits kernel takes.
+    pub const MAX_K: usize = 32;
+
+    /// Every width.
+    pub const ALL: [TopKWidth; 3] = [TopKWidth::K1, TopKWidth::K8, TopKWidth::K32];
+
+    /// The narrowest width that holds `k`, or `None` for k = 0 or k > [`TopKWidth::MAX_K`].
+    pub const fn for_k(k: usize) -> Option<Self> {
+        match k {
+            1 => Some(TopKWidth::K1),
+            2..=8 => Some(TopKWidth::K8),
+            9..=32 => Some(TopKWidth::K32),
+            _ => None,
+        }
+    }
+}
+
+/// The symbol `logits_topk<K>_<dtype>` of `logits.cu`.
+pub const fn kernel(max_k: TopKWidth, dtype: DType) -> KernelRef {
+    use DType::*;
+    use TopKWidth::*;
+    let symbol = match (max_k, dtype) {
+        (K1, F32) => "logits_topk1_f32",
+        (K1, F16) => "logits_topk1_f16",
+        (K1, BF16) => "logits_topk1_bf16",
+        (K8, F32) => "logits_topk8_f32",
+        (K8, F16) => "logits_topk8_f16",
+        (K8, BF16) => "logits_topk8_bf16",
+        (K32, F32) => "logits_topk32_f32",
+        (K32, F16) => "logits_topk32_f16",
+        (K32, BF16) => "logits_topk32_bf16",
+    };
+    KernelRef {
+        module: MODULE,
+        symbol,
+    }
+}
+
+/// Every kernel of this op (for the static checks against the fatbin).
+pub fn kernels() -> Vec<KernelRef> {
+    TopKWidth::ALL
+        .iter()
+        .flat_map(|&w| DType::ALL.map(|d| kernel(w, d)))
+        .collect()
+}
 
 /// Largest k per row.
 pub const MAX_K: usize = TopKWidth::MAX_K;
@@ -48,7 +108,7 @@ pub fn tolerance(vocab: usize) -> Tolerance {
 
 // SAFETY: LogitsParams is a `#[repr(C)]` plain-old-data struct generated
 // from params.h, layout-checked by bindgen; the kernel takes it by value.
-unsafe impl cudarc::driver::DeviceRepr for LogitsParams {}
+unsafe impl LaunchParams for LogitsParams {}
 
 /// The k best tokens of every row, downloaded to the host.
 #[derive(Clone, Debug, PartialEq)]
@@ -67,7 +127,7 @@ pub struct TopK {
 /// log-probabilities, kept on the device (reuse them across steps; copy
 /// them to the host with [`TopKBuffers::to_host`]).
 pub struct TopKBuffers {
-    ids: CudaSlice<i32>,
+    ids: DeviceTensor<i32>,
     log_probs: DeviceTensor<f32>,
     rows: usize,
     k: usize,
@@ -83,10 +143,8 @@ impl TopKBuffers {
         let n = rows
             .checked_mul(k)
             .ok_or_else(|| Error::invalid("logits", format!("rows {rows} x k {k} overflows")))?;
-        let ids = device
-            .stream()
-            .alloc_zeros::<i32>(n.max(1))
-            .map_err(driver("alloc top-k ids"))?;
+        let ids = DeviceTensor::zeros(device, &[rows, k])?;
+        debug_assert_eq!(ids.numel(), n);
         let log_probs = DeviceTensor::zeros(device, &[rows, k])?;
         Ok(Self {
             ids,
@@ -108,14 +166,7 @@ impl TopKBuffers {
     /// [`Error::InvalidArgument`] if a slot holds no id (only possible when
     /// the raw API was called with k > vocab).
     pub fn to_host(&self) -> Result<TopK> {
-        let n = self.rows * self.k;
-        let stream = self.log_probs.device().stream();
-        let mut ids_i32 = vec![0i32; n];
-        if n > 0 {
-            stream
-                .memcpy_dtoh(&self.ids.slice(0..n), &mut ids_i32[..])
-                .map_err(driver("download top-k ids"))?;
-        }
+        let ids_i32 = self.ids.to_host()?;
         let log_probs = self.log_probs.to_host()?;
         let ids = ids_i32
             .iter()
@@ -146,7 +197,7 @@ impl TopKBuffers {
 ///
 /// Waits for the stream (the top-k are copied to the host).
 ///
-/// Non-finite scores (as the reference, [`crate::cpu::logits`]): a NaN
+/// Non-finite scores (as the reference, `cpu::logits`): a NaN
 /// score outside the pad column makes every log-probability of its row NaN
 /// and ranks above every number in the top-k (NaN ids by lower id); `n`
 /// scores at +inf (no NaN) get log-probability `-ln(n)` each and the rest
@@ -230,8 +281,7 @@ pub fn logits_step_into<T: DeviceElement>(
     if rows == 0 {
         return Ok(());
     }
-    let stream = device.stream().clone();
-    let (ids_ptr, _sync) = out.ids.device_ptr_mut(&stream);
+    let ids_ptr = out.ids.device_ptr_mut();
     let params = LogitsParams {
         logits: logits.device_ptr() as *const core::ffi::c_void,
         bias: bias.map_or(core::ptr::null(), |b| {
@@ -307,16 +357,8 @@ pub unsafe fn launch(device: &Device, dtype: DType, p: LogitsParams) -> Result<(
                 format!("rows = {rows} exceed the grid (one block per row)"),
             )
         })?;
-    let cfg = LaunchConfig {
-        grid_dim: (grid, 1, 1),
-        block_dim: (THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    };
-    let func = device.function(KernelId::Logits { max_k, dtype })?;
-    let mut builder = device.stream().launch_builder(&func);
-    builder.arg(&p);
+    let shape = LaunchShape::linear(grid, THREADS);
     // SAFETY: the caller guarantees the pointers (see `# Safety`); one block
     // of THREADS per row, as the kernel expects.
-    unsafe { builder.launch(cfg) }.map_err(driver("launch logits"))?;
-    Ok(())
+    unsafe { device.launch(kernel(max_k, dtype), shape, &p) }
 }

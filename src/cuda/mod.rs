@@ -1,12 +1,20 @@
-//! CUDA: device and module loading, [`DeviceTensor`], one file per op wrapper.
+//! CUDA: the device, [`DeviceTensor`], one file per op wrapper, and the
+//! launch seam ([`runtime`]) that a second runtime (the SIMT emulator)
+//! plugs into.
 //!
 //! The kernels are compiled by build.rs (nvcc) and embedded in the binary;
 //! libcuda is loaded at run time, so a binary built here runs (and reports
 //! [`crate::Error::NoCuda`]) on a machine with no GPU. Nothing in this module
 //! panics when libcuda is absent.
 //!
-//! Kernels (one `kernels/<op>.cu`, one wrapper file each; the reference is
-//! the same name under [`crate::cpu`]):
+//! One home per op: `kernels/<op>.cu` holds the kernels; `src/cuda/<op>.rs`
+//! holds its variants, its symbols (`kernel(..)` / `kernels()`), its named
+//! tolerances, the safe wrapper and the raw `unsafe fn launch(device, ..,
+//! params)` for engines with their own buffers; the reference is the same
+//! name under `crate::cpu`; the check (random inputs, reference call,
+//! tolerance) and the workload (shapes, bytes or FLOPs) that tests, `verify`,
+//! `bench` and the criterion benches share are in `crate::ops::<op>`. This
+//! module never calls the reference: kernels are judged by tests.
 //! - [`convert`]: storage dtype conversion;
 //! - [`layer_norm`]: residual add + LayerNorm (post-LN sublayer output);
 //! - [`embedding`]: token gather · sqrt(d_model) + sinusoidal positions;
@@ -14,9 +22,8 @@
 //! - [`bias_activation`]: bias add + relu / gelu / gelu_tanh / swish.
 //!
 //! Each safe wrapper checks shapes, devices and sizes before its one
-//! `unsafe` launch; each also exposes the raw `unsafe fn launch(device,
-//! dtype, params)` for engines with their own buffers. [`numerics`] holds
-//! the tolerances and the comparison that the GPU tests and `verify` share.
+//! `unsafe` launch. [`numerics`] holds the tolerance type and the
+//! comparison that tests and `verify` share.
 //!
 //! Run status: every kernel here is **compiled, not run**: they build for
 //! sm_80 and sm_90a without register spills and their GPU tests exist, but
@@ -33,7 +40,9 @@ pub mod layer_norm;
 pub mod logits;
 pub mod numerics;
 pub mod params;
+pub mod runtime;
 pub mod tensor;
 
 pub use device::{device_count, driver_available, test_device, Device};
-pub use tensor::{DeviceElement, DeviceTensor};
+pub use runtime::{KernelRef, RuntimeKind};
+pub use tensor::{DeviceElement, DevicePod, DeviceTensor};

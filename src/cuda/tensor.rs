@@ -2,31 +2,59 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, DeviceRepr, ValidAsZeroBits};
-
-use super::device::{driver, Device};
+use super::device::Device;
+use super::runtime::Allocation;
 use crate::error::fmt_shape;
 use crate::{Element, Error, Result};
 
-/// A storage element that can live on the device: `f32`, `half::f16`, `half::bf16`.
-pub trait DeviceElement: Element + DeviceRepr + ValidAsZeroBits {}
-impl<T: Element + DeviceRepr + ValidAsZeroBits> DeviceElement for T {}
+/// An element a [`DeviceTensor`] can hold: plain data of a fixed size
+/// (the storage floats, `i32` / `u32` for token ids and lengths, `u8` for
+/// raw bytes).
+pub trait DevicePod: bytemuck::Pod + Default + Send + Sync + std::fmt::Debug + 'static {
+    /// The C type name, for messages (`"f32"`, `"bf16"`, `"i32"`).
+    const NAME: &'static str;
+}
+
+impl DevicePod for f32 {
+    const NAME: &'static str = "f32";
+}
+impl DevicePod for half::f16 {
+    const NAME: &'static str = "f16";
+}
+impl DevicePod for half::bf16 {
+    const NAME: &'static str = "bf16";
+}
+impl DevicePod for i32 {
+    const NAME: &'static str = "i32";
+}
+impl DevicePod for u32 {
+    const NAME: &'static str = "u32";
+}
+impl DevicePod for u8 {
+    const NAME: &'static str = "u8";
+}
+
+/// A floating storage element the kernels are instantiated for: `f32`,
+/// `half::f16`, `half::bf16` (arithmetic is always f32).
+pub trait DeviceElement: DevicePod + Element {}
+impl<T: DevicePod + Element> DeviceElement for T {}
 
 /// A contiguous row-major tensor in device memory.
 ///
 /// The last dimension is the fastest-varying. Always allocated on one
-/// [`Device`] and only used with that device's stream. The buffer holds at
-/// least one element (CUDA cannot allocate zero bytes); [`DeviceTensor::numel`]
-/// is what the shape says.
-pub struct DeviceTensor<T: DeviceElement> {
-    data: CudaSlice<T>,
+/// [`Device`] and only used through that device's stream. The buffer holds
+/// at least one element (no runtime allocates zero bytes);
+/// [`DeviceTensor::numel`] is what the shape says.
+pub struct DeviceTensor<T: DevicePod> {
+    data: Allocation,
     shape: Vec<usize>,
     device: Arc<Device>,
+    _elem: std::marker::PhantomData<T>,
 }
 
-impl<T: DeviceElement> std::fmt::Debug for DeviceTensor<T> {
+impl<T: DevicePod> std::fmt::Debug for DeviceTensor<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DeviceTensor<{}>{}", T::DTYPE, fmt_shape(&self.shape))
+        write!(f, "DeviceTensor<{}>{}", T::NAME, fmt_shape(&self.shape))
     }
 }
 
@@ -37,21 +65,26 @@ fn numel_of(op: &'static str, shape: &[usize]) -> Result<usize> {
         .ok_or_else(|| Error::invalid(op, format!("shape {} overflows usize", fmt_shape(shape))))
 }
 
-impl<T: DeviceElement> DeviceTensor<T> {
-    /// A tensor of `shape` filled with zeros (all bits zero: +0.0).
+impl<T: DevicePod> DeviceTensor<T> {
+    /// A tensor of `shape` filled with zeros (all bits zero: +0.0 or 0).
     ///
     /// # Errors
+    /// [`Error::InvalidArgument`] when the byte size overflows;
     /// [`Error::Cuda`] when the allocation fails (out of device memory).
     pub fn zeros(device: &Arc<Device>, shape: &[usize]) -> Result<Self> {
         let n = numel_of("DeviceTensor::zeros", shape)?;
-        let data = device
-            .stream()
-            .alloc_zeros::<T>(n.max(1))
-            .map_err(driver("alloc_zeros"))?;
+        let bytes = n.checked_mul(std::mem::size_of::<T>()).ok_or_else(|| {
+            Error::invalid(
+                "DeviceTensor::zeros",
+                format!("{n} elements of {} overflow usize bytes", T::NAME),
+            )
+        })?;
+        let data = device.alloc_zeroed(bytes.max(std::mem::size_of::<T>()))?;
         Ok(Self {
             data,
             shape: shape.to_vec(),
             device: device.clone(),
+            _elem: std::marker::PhantomData,
         })
     }
 
@@ -69,14 +102,10 @@ impl<T: DeviceElement> DeviceTensor<T> {
                 format!("{} elements", host.len()),
             ));
         }
-        let mut t = Self::zeros(device, shape)?;
-        if n > 0 {
-            let stream = device.stream().clone();
-            let mut dst = t.data.slice_mut(0..n);
-            stream
-                .memcpy_htod(host, &mut dst)
-                .map_err(driver("memcpy_htod"))?;
-        }
+        let t = Self::zeros(device, shape)?;
+        // SAFETY: the allocation holds at least `n` elements of T, i.e.
+        // `size_of_val(host)` bytes.
+        unsafe { device.copy_htod(t.data.ptr(), bytemuck::cast_slice(host)) }?;
         Ok(t)
     }
 
@@ -86,19 +115,33 @@ impl<T: DeviceElement> DeviceTensor<T> {
     /// [`Error::Cuda`] when the copy fails, including errors of earlier
     /// asynchronous launches on the stream.
     pub fn to_host(&self) -> Result<Vec<T>> {
-        let n = self.numel();
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        let stream = self.device.stream();
-        let mut out = vec![T::default(); n];
-        stream
-            .memcpy_dtoh(&self.data.slice(0..n), &mut out[..])
-            .map_err(driver("memcpy_dtoh"))?;
-        stream
-            .synchronize()
-            .map_err(driver("synchronize after memcpy_dtoh"))?;
+        let mut out = vec![T::default(); self.numel()];
+        // SAFETY: the allocation holds at least `numel` elements of T.
+        unsafe {
+            self.device
+                .copy_dtoh(bytemuck::cast_slice_mut(&mut out), self.data.ptr())
+        }?;
         Ok(out)
+    }
+
+    /// Overwrites the whole tensor with `host` (same element count), without
+    /// allocating: for buffers reused across steps (ids, lengths).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when `host.len() != numel`; [`Error::Cuda`] on copy failure.
+    pub fn copy_from_host(&mut self, host: &[T]) -> Result<()> {
+        if host.len() != self.numel() {
+            return Err(Error::shape(
+                "DeviceTensor::copy_from_host",
+                format!("{} elements ({})", self.numel(), fmt_shape(&self.shape)),
+                format!("{} elements", host.len()),
+            ));
+        }
+        // SAFETY: the allocation holds `numel` elements of T (checked above).
+        unsafe {
+            self.device
+                .copy_htod(self.data.ptr(), bytemuck::cast_slice(host))
+        }
     }
 
     /// The shape, outermost dimension first.
@@ -133,25 +176,37 @@ impl<T: DeviceElement> DeviceTensor<T> {
         Ok(self)
     }
 
-    /// Raw device pointer for reading, valid while `self` is borrowed and
-    /// only for work queued on the device's stream.
-    pub(crate) fn device_ptr(&self) -> u64 {
-        let (ptr, _sync) = self.data.device_ptr(self.device.stream());
-        ptr
+    /// The device address of the first element (a `CUdeviceptr` on a GPU),
+    /// for engines that launch kernels of their own or through the raw
+    /// `launch` functions. Valid while `self` lives; use it only for work
+    /// ordered after the device's stream (see [`Device::open`]).
+    pub fn device_ptr(&self) -> u64 {
+        self.data.ptr()
     }
 
-    /// Raw device pointer for writing; see [`DeviceTensor::device_ptr`].
-    pub(crate) fn device_ptr_mut(&mut self) -> u64 {
-        let stream = self.device.stream().clone();
-        let (ptr, _sync) = self.data.device_ptr_mut(&stream);
-        ptr
+    /// The device address for writing; see [`DeviceTensor::device_ptr`].
+    /// Taking `&mut self` lets the borrow checker rule out aliasing with
+    /// inputs borrowed at the same time.
+    pub fn device_ptr_mut(&mut self) -> u64 {
+        self.data.ptr()
     }
 
-    /// The underlying cudarc buffer (at least one element long), allocated
-    /// on [`Device::stream`]. The crate tracks no events for it (see
-    /// [`Device::open`]): use it on that stream, or synchronise your stream
-    /// with [`Device::stream`] before and after using it on another one.
-    pub fn as_cuda_slice(&self) -> &CudaSlice<T> {
-        &self.data
+    /// Copies this tensor into `dst` on the device (same shape), without
+    /// allocating.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] on a shape mismatch; [`Error::InvalidArgument`] when
+    /// `dst` is on another device; [`Error::Cuda`] on copy failure.
+    pub fn copy_to(&self, dst: &mut DeviceTensor<T>) -> Result<()> {
+        super::check::shape_is("copy", "dst", dst, self.shape())?;
+        super::check::same_device("copy", "dst", &self.device, dst)?;
+        let bytes = self.numel() * std::mem::size_of::<T>();
+        // SAFETY: both allocations hold `numel` elements of T (same shape),
+        // are distinct (`dst` is borrowed mutably while `self` is borrowed)
+        // and live on the same device.
+        unsafe {
+            self.device
+                .copy_dtod(dst.device_ptr_mut(), self.data.ptr(), bytes)
+        }
     }
 }

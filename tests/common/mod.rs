@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use transformer_kernels::cuda::Device;
+use transformer_kernels::ops::CheckRow;
 
 /// Device 0, or `None` after printing one line saying why the GPU test
 /// `test` is skipped. Under `TK_REQUIRE_GPU=1` (set by
@@ -34,4 +35,15 @@ macro_rules! per_dtype {
             }
         )*
     };
+}
+
+/// Fails the test unless every row of an op check (`transformer_kernels::ops`)
+/// passed; the message names the row, the first failing index, got,
+/// expected and max |Δ|.
+pub fn assert_rows(rows: transformer_kernels::Result<Vec<CheckRow>>, ctx: &str) {
+    let rows = rows.unwrap_or_else(|e| panic!("{ctx}: {e}"));
+    assert!(!rows.is_empty(), "{ctx}: the check compared nothing");
+    for r in &rows {
+        assert!(r.passed, "{ctx}: {}", r.describe());
+    }
 }

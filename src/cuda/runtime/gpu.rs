@@ -1,0 +1,270 @@
+//! [`GpuRuntime`]: the CUDA driver API through cudarc: one context (the
+//! device's primary context), one stream, every embedded fatbin loaded once.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr};
+
+use super::{Allocation, KernelRef, LaunchShape, Runtime, RuntimeKind};
+use crate::cuda::kernels;
+use crate::{Error, Result};
+
+/// Maps a driver error into [`Error::Cuda`] tagged with what we were doing.
+pub(crate) fn driver(op: &'static str) -> impl FnOnce(cudarc::driver::DriverError) -> Error {
+    move |source| Error::Cuda { op, source }
+}
+
+/// One GPU: its primary context, one stream for every copy and launch, the
+/// embedded kernel modules, and a cache of looked-up functions.
+pub struct GpuRuntime {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    modules: HashMap<&'static str, Arc<CudaModule>>,
+    functions: Mutex<HashMap<KernelRef, CudaFunction>>,
+    name: String,
+    compute_capability: (i32, i32),
+}
+
+impl GpuRuntime {
+    /// Opens GPU `ordinal` and loads every embedded kernel module.
+    ///
+    /// Turns cudarc's per-buffer event tracking off for the context: every
+    /// buffer, copy and launch of the crate goes to one stream, whose order
+    /// is all the synchronisation needed (see [`crate::cuda::Device::open`]).
+    ///
+    /// # Errors
+    /// [`Error::KernelsNotBuilt`] when this build has no kernels;
+    /// [`Error::NoCuda`] when libcuda cannot be loaded, the driver fails to
+    /// initialise or there is no device `ordinal`; [`Error::Cuda`] when a
+    /// module fails to load (e.g. a driver too old for the embedded code).
+    pub fn open(ordinal: usize) -> Result<Self> {
+        if !kernels::KERNELS_BUILT {
+            return Err(Error::KernelsNotBuilt);
+        }
+        driver_available()?;
+        let count = device_count()?;
+        if ordinal >= count {
+            return Err(Error::NoCuda(format!(
+                "device {ordinal} requested but the driver sees {count} device(s)"
+            )));
+        }
+        let ctx = catch_driver_panic("CudaContext::new", || CudaContext::new(ordinal))?
+            .map_err(|e| Error::NoCuda(format!("cannot open device {ordinal}: {e}")))?;
+        // SAFETY: every allocation, copy and launch of this crate goes to the
+        // runtime's one stream, so stream order alone serialises all uses of
+        // a buffer (including its stream-ordered free); cudarc's per-buffer
+        // events would only add two event records per launch. The crate's
+        // API takes device memory only as `DeviceTensor`s allocated here, or
+        // as raw addresses in the `unsafe` launch API, whose callers must
+        // synchronise their own streams with this one (documented there).
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.default_stream();
+        let mut modules = HashMap::new();
+        for &(stem, image, _) in kernels::FATBINS {
+            let ptx = cudarc::nvrtc::Ptx::from_binary(image.to_vec());
+            let module = ctx.load_module(ptx).map_err(driver("load kernel module"))?;
+            modules.insert(stem, module);
+        }
+        let name = ctx.name().map_err(driver("device name"))?;
+        let compute_capability = ctx
+            .compute_capability()
+            .map_err(driver("compute capability"))?;
+        Ok(GpuRuntime {
+            ctx,
+            stream,
+            modules,
+            functions: Mutex::new(HashMap::new()),
+            name,
+            compute_capability,
+        })
+    }
+
+    /// The stream every copy and launch goes to (for interop: work of yours
+    /// on another stream must be synchronised with this one).
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// The CUDA context.
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+
+    /// The loaded function for `kernel`, looked up once and cached.
+    fn function(&self, kernel: KernelRef) -> Result<CudaFunction> {
+        let mut cache = self
+            .functions
+            .lock()
+            .map_err(|_| Error::invalid("kernel", "kernel cache poisoned by an earlier panic"))?;
+        if let Some(f) = cache.get(&kernel) {
+            return Ok(f.clone());
+        }
+        let module = self
+            .modules
+            .get(kernel.module)
+            .ok_or(Error::KernelsNotBuilt)?;
+        let f = module
+            .load_function(kernel.symbol)
+            .map_err(driver("load kernel function"))?;
+        cache.insert(kernel, f.clone());
+        Ok(f)
+    }
+}
+
+impl Runtime for GpuRuntime {
+    fn kind(&self) -> RuntimeKind {
+        RuntimeKind::Gpu
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn compute_capability(&self) -> (i32, i32) {
+        self.compute_capability
+    }
+
+    fn alloc_zeroed(&self, bytes: usize) -> Result<Allocation> {
+        let bytes = bytes.max(1);
+        let slice: CudaSlice<u8> = self
+            .stream
+            .alloc_zeros(bytes)
+            .map_err(driver("alloc_zeros"))?;
+        let ptr = {
+            // Event tracking is off (see `open`): the guard records nothing.
+            let (ptr, _sync) = slice.device_ptr(&self.stream);
+            ptr
+        };
+        Ok(Allocation::new(ptr, bytes, Box::new(slice)))
+    }
+
+    unsafe fn copy_htod(&self, dst: u64, src: &[u8]) -> Result<()> {
+        if src.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: the caller guarantees the destination range; a copy from
+        // pageable host memory returns only once `src` has been staged, so
+        // `src` may be dropped afterwards.
+        unsafe { cudarc::driver::result::memcpy_htod_async(dst, src, self.stream.cu_stream()) }
+            .map_err(driver("memcpy_htod"))
+    }
+
+    unsafe fn copy_dtoh(&self, dst: &mut [u8], src: u64) -> Result<()> {
+        if dst.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: the caller guarantees the source range; `dst` is borrowed
+        // mutably until the synchronisation below has completed the copy.
+        unsafe { cudarc::driver::result::memcpy_dtoh_async(dst, src, self.stream.cu_stream()) }
+            .map_err(driver("memcpy_dtoh"))?;
+        self.stream
+            .synchronize()
+            .map_err(driver("synchronize after memcpy_dtoh"))
+    }
+
+    unsafe fn copy_dtod(&self, dst: u64, src: u64, bytes: usize) -> Result<()> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        // SAFETY: the caller guarantees both ranges and that they are disjoint.
+        unsafe {
+            cudarc::driver::result::memcpy_dtod_async(dst, src, bytes, self.stream.cu_stream())
+        }
+        .map_err(driver("memcpy_dtod"))
+    }
+
+    unsafe fn launch(
+        &self,
+        kernel: KernelRef,
+        shape: LaunchShape,
+        params: *const core::ffi::c_void,
+        _params_size: usize,
+    ) -> Result<()> {
+        let func = self.function(kernel)?;
+        let mut args = [params.cast_mut()];
+        // SAFETY: `params` points to the kernel's one by-value parameter (a
+        // params.h struct; the driver copies as many bytes as the kernel
+        // declares, which is the struct's size); the caller
+        // guarantees the addresses inside it. The function belongs to this
+        // context and the stream to this context.
+        unsafe {
+            cudarc::driver::result::launch_kernel(
+                func.cu_function(),
+                shape.grid,
+                shape.block,
+                shape.shared_mem_bytes,
+                self.stream.cu_stream(),
+                &mut args,
+            )
+        }
+        .map_err(driver("launch kernel"))
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.stream
+            .synchronize()
+            .map_err(driver("stream synchronize"))
+    }
+
+    fn time(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
+        self.synchronize()?;
+        let flags = Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT);
+        let start = self
+            .stream
+            .record_event(flags)
+            .map_err(driver("record event"))?;
+        f()?;
+        let end = self
+            .stream
+            .record_event(flags)
+            .map_err(driver("record event"))?;
+        let ms = start.elapsed_ms(&end).map_err(driver("event elapsed"))?;
+        Ok(f64::from(ms) / 1e3)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// Checks that libcuda can be loaded, without letting cudarc's dynamic
+/// loader panic (it panics when the library is absent).
+pub fn driver_available() -> Result<()> {
+    // SAFETY: `is_culib_present` only tries `dlopen` on the library names and
+    // drops the handles; it has no other side effects.
+    let present = unsafe { cudarc::driver::sys::is_culib_present() };
+    if present {
+        Ok(())
+    } else {
+        Err(Error::NoCuda(
+            "the CUDA driver library (libcuda.so) is not installed or not on the loader path"
+                .into(),
+        ))
+    }
+}
+
+/// Number of CUDA devices the driver sees.
+///
+/// # Errors
+/// [`Error::NoCuda`] when the driver library is absent or fails to initialise.
+pub fn device_count() -> Result<usize> {
+    driver_available()?;
+    let n = catch_driver_panic("cuDeviceGetCount", || {
+        cudarc::driver::result::init()?;
+        cudarc::driver::result::device::get_count()
+    })?
+    .map_err(|e| Error::NoCuda(format!("the CUDA driver failed to initialise: {e}")))?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+/// Runs a driver call, turning a panic of cudarc's loader (a symbol missing
+/// from an old driver) into [`Error::NoCuda`].
+fn catch_driver_panic<T>(what: &'static str, f: impl FnOnce() -> T) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|_| {
+        Error::NoCuda(format!(
+            "{what}: the CUDA driver library lacks a required symbol"
+        ))
+    })
+}
