@@ -19,7 +19,9 @@
 // thread step handles one 16-byte chunk (128-bit load and store); otherwise
 // one element. `out` may be exactly `x` (in place).
 
-#include "common.cuh"
+#include "params.h"
+#include "tk/convert.cuh"
+#include "tk/vector.cuh"
 
 namespace {
 

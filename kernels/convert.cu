@@ -11,7 +11,9 @@
 //
 // Symbols: convert_<src>_to_<dst>, for every ordered pair of distinct dtypes.
 
-#include "common.cuh"
+#include "params.h"
+#include "tk/convert.cuh"
+#include "tk/vector.cuh"
 
 namespace {
 

@@ -31,7 +31,9 @@
 // [0, vocab) writes a row of NaN instead of reading out of bounds (the safe
 // wrapper rejects such ids before launch).
 
-#include "common.cuh"
+#include "params.h"
+#include "tk/convert.cuh"
+#include "tk/vector.cuh"
 
 namespace {
 

@@ -35,7 +35,10 @@
 // `out` may be exactly `x` or `residual`: a group reads its whole row before
 // the reductions that precede its first store.
 
-#include "common.cuh"
+#include "params.h"
+#include "tk/convert.cuh"
+#include "tk/reduce.cuh"
+#include "tk/vector.cuh"
 
 namespace {
 

@@ -52,7 +52,9 @@
 
 #include <math_constants.h>
 
-#include "common.cuh"
+#include "params.h"
+#include "tk/convert.cuh"
+#include "tk/vector.cuh"
 
 namespace {
 
