@@ -8,6 +8,9 @@
 //!   src/cuda/params.rs), the checked-in snapshot and its staleness check;
 //! - `build/demo_model.rs`: `demo_model.rs` (`include!`d by
 //!   src/cli/demo_model.rs);
+//! - `build/emu.rs`: the same kernel sources as host C++ (the SIMT
+//!   emulator's twins) + the emulator runtime, `libtk_emu.a` and
+//!   `emu_kernels.rs` (`include!`d by src/cuda/runtime/emu.rs);
 //! - `build/toolchain.rs`: the pinned toolchain directory both nvcc and
 //!   libclang are looked up in.
 //!
@@ -22,6 +25,8 @@ use std::path::PathBuf;
 
 #[path = "build/demo_model.rs"]
 mod demo_model;
+#[path = "build/emu.rs"]
+mod emu;
 #[path = "build/nvcc.rs"]
 mod nvcc;
 #[path = "build/params.rs"]
@@ -42,6 +47,7 @@ const ENV_VARS: &[&str] = &[
     "TK_NVCC_FLAGS",
     "LIBCLANG_PATH",
     "HOME",
+    "CXX",
 ];
 
 fn main() {
@@ -64,5 +70,6 @@ fn main() {
     // Without nvcc the snapshot is the expected path: no second warning.
     params::generate(&manifest, &out, require, nvcc.is_some());
     nvcc::build(nvcc.as_deref(), &kernel_dir, &out, require);
+    emu::build(nvcc.as_deref(), &kernel_dir, &out, require);
     demo_model::embed(&manifest, &out);
 }

@@ -93,7 +93,7 @@ pub fn build(nvcc: Option<&Path>, kernel_dir: &Path, out: &Path, require: bool) 
 }
 
 /// `kernels/*.cu`, sorted so the build is deterministic.
-fn kernel_sources(dir: &Path) -> Vec<PathBuf> {
+pub fn kernel_sources(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok().map(|e| e.path()))

@@ -113,6 +113,12 @@ pub enum Error {
         #[source]
         source: cudarc::driver::DriverError,
     },
+    /// The SIMT emulator stopped a kernel: a barrier some threads never
+    /// reach, a warp collective whose member mask is wrong, a write past
+    /// the end of an allocation, an invalid launch. The message names the
+    /// kernel, the block and the threads.
+    #[error("emulator: {0}")]
+    KernelFault(String),
     /// The requested backend does not implement this yet.
     #[error("{0}")]
     Unsupported(String),

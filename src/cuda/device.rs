@@ -49,6 +49,19 @@ impl Device {
         Ok(Self::with_runtime(Box::new(GpuRuntime::open(ordinal)?)))
     }
 
+    /// The SIMT emulator: every kernel's host twin on the CPU, with the
+    /// scheduling order of `TK_EMU_SCHEDULE` (see
+    /// [`super::runtime::emu`]). For tests and `verify --device emu`; it
+    /// proves indexing, tails, masks and synchronisation, not speed.
+    ///
+    /// # Errors
+    /// [`crate::Error::KernelsNotBuilt`] when this build has no emulator.
+    pub fn emulator() -> Result<Arc<Device>> {
+        Ok(Self::with_runtime(Box::new(
+            super::runtime::emu::EmuRuntime::new()?,
+        )))
+    }
+
     /// A device over any runtime (the seam a second runtime plugs into).
     pub fn with_runtime(runtime: Box<dyn Runtime>) -> Arc<Device> {
         Arc::new(Device { runtime })
@@ -131,8 +144,13 @@ impl Device {
         // struct, readable at `ptr` for `size_of::<P>()` bytes while
         // `params` is borrowed; the caller upholds the addresses' contract.
         unsafe {
-            self.runtime
-                .launch(kernel, shape, ptr, std::mem::size_of::<P>())
+            self.runtime.launch(
+                kernel,
+                shape,
+                ptr,
+                std::mem::size_of::<P>(),
+                super::runtime::trampoline::<P>,
+            )
         }
     }
 }

@@ -6,21 +6,33 @@ use std::sync::Arc;
 use transformer_kernels::cuda::Device;
 use transformer_kernels::ops::CheckRow;
 
-/// Device 0, or `None` after printing one line saying why the GPU test
-/// `test` is skipped. Under `TK_REQUIRE_GPU=1` (set by
-/// scripts/device-check.sh on the GPU machine) a missing device is a failure,
-/// so a GPU run can never pass by skipping.
+/// The device a kernel test runs on: GPU 0 when there is one, else the
+/// SIMT emulator (the same test body, executed on the CPU); `None` only
+/// after printing one line saying why neither is available (a build without
+/// kernels). Under `TK_REQUIRE_GPU=1` (set by scripts/device-check.sh on the
+/// GPU machine) anything but a GPU is a failure, so a GPU run can never pass
+/// on the emulator or by skipping.
 pub fn gpu_or_skip(test: &str) -> Option<Arc<Device>> {
-    match transformer_kernels::cuda::test_device() {
+    let gpu_err = match transformer_kernels::cuda::test_device() {
+        Ok(d) => return Some(d),
+        Err(why) => why,
+    };
+    if std::env::var("TK_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+        panic!("{test}: TK_REQUIRE_GPU=1 but no usable GPU: {gpu_err}");
+    }
+    match Device::emulator() {
         Ok(d) => Some(d),
         Err(why) => {
-            if std::env::var("TK_REQUIRE_GPU").is_ok_and(|v| v == "1") {
-                panic!("{test}: TK_REQUIRE_GPU=1 but no usable GPU: {why}");
-            }
-            println!("skipped {test}: {why}");
+            println!("skipped {test}: no GPU ({gpu_err}) and no emulator ({why})");
             None
         }
     }
+}
+
+/// Whether `dev` is the emulator: tests trim shapes too large for
+/// emulation time there, and say so.
+pub fn on_emulator(dev: &Device) -> bool {
+    dev.kind() == transformer_kernels::cuda::RuntimeKind::Emulator
 }
 
 /// One `#[test]` per `name => body::<dtype>;` line: the generic test body

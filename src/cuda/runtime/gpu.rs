@@ -181,6 +181,7 @@ impl Runtime for GpuRuntime {
         shape: LaunchShape,
         params: *const core::ffi::c_void,
         _params_size: usize,
+        _call: super::Trampoline,
     ) -> Result<()> {
         let func = self.function(kernel)?;
         let mut args = [params.cast_mut()];

@@ -14,9 +14,11 @@
 //! copy and launch is ordered on the runtime's one stream; reads back to
 //! the host wait for it.
 
+pub mod emu;
 pub mod gpu;
 
 use std::any::Any;
+use std::ffi::c_void;
 
 use crate::Result;
 
@@ -50,6 +52,29 @@ impl LaunchShape {
             block: (threads, 1, 1),
             shared_mem_bytes: 0,
         }
+    }
+}
+
+/// Calls a kernel's host twin with its params struct: `kernel` is the
+/// twin's address, `params` points to one `P` (see
+/// [`LaunchParams`]). Monomorphised per params type by the device, so that
+/// a runtime that executes host code (the emulator) can pass the struct by
+/// value, as the kernel's signature wants.
+pub type Trampoline = unsafe extern "C" fn(kernel: *const c_void, params: *const c_void);
+
+/// The [`Trampoline`] of params type `P`.
+///
+/// # Safety
+/// `kernel` must be a host function `extern "C" fn(P)` and `params` must
+/// point to a valid `P`.
+pub(crate) unsafe extern "C" fn trampoline<P: LaunchParams>(
+    kernel: *const c_void,
+    params: *const c_void,
+) {
+    // SAFETY: the caller guarantees `kernel`'s signature and `params`.
+    unsafe {
+        let f: extern "C" fn(P) = std::mem::transmute::<*const c_void, extern "C" fn(P)>(kernel);
+        f(std::ptr::read(params.cast::<P>()));
     }
 }
 
@@ -146,6 +171,8 @@ pub trait Runtime: Send + Sync {
     /// Queues `kernel` with `shape`, passing the `params_size` bytes at
     /// `params` (one [`LaunchParams`] struct, padding included, hence a raw
     /// pointer rather than a byte slice) as its single by-value argument.
+    /// `call` is the params type's [`Trampoline`], for runtimes that call
+    /// host twins (a GPU ignores it).
     ///
     /// # Errors
     /// [`crate::Error::KernelsNotBuilt`] or a load error when the symbol is
@@ -160,8 +187,9 @@ pub trait Runtime: Send + Sync {
         &self,
         kernel: KernelRef,
         shape: LaunchShape,
-        params: *const core::ffi::c_void,
+        params: *const c_void,
         params_size: usize,
+        call: Trampoline,
     ) -> Result<()>;
 
     /// Blocks until all queued work has finished; reports asynchronous errors.

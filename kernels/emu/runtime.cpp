@@ -1,0 +1,339 @@
+// SIMT emulator runtime: executes one kernel launch of a host-compiled
+// kernel twin (see emu.h) with every CUDA thread as a fiber.
+//
+// Scheduling: the blocks of the grid run one after another; within a
+// block the scheduler resumes the runnable threads in the launch's order
+// (forward, reverse, or a seeded shuffle) until each blocks at a barrier or
+// a warp collective, or exits. A barrier releases when every participant
+// has arrived. When no thread is runnable and some have not exited, the
+// kernel is stuck: that is reported as an error naming each waiting thread
+// (a __syncthreads some threads never reach, a warp mask naming an exited
+// lane), never as a hang.
+//
+// Errors stop the launch at once: the message is copied out and the launch
+// returns 1; fibers that were suspended are abandoned (kernels own no
+// resources that need unwinding).
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ucontext.h>
+
+#include <string>
+#include <vector>
+
+#include "emu.h"
+
+namespace tk_emu {
+
+Dim3 g_grid_dim{1, 1, 1}, g_block_dim{1, 1, 1}, g_block_idx{0, 0, 0};
+
+namespace {
+
+enum class Wait { None, Block, Warp, Done };
+
+struct Fiber {
+    ucontext_t ctx;
+    Dim3 tid;
+    int linear = 0;
+    Wait wait = Wait::None;
+    unsigned mask = 0;       // members of the warp collective it waits in
+    const char* what = "";   // the collective's name
+    uint64_t value = 0;      // published value of an exchange
+    bool pred = false;       // published predicate of a vote
+};
+
+typedef void (*Trampoline)(const void* kernel, const void* params);
+
+struct Launch {
+    const char* name = "";
+    Trampoline call = nullptr;
+    const void* kernel = nullptr;
+    const void* params = nullptr;
+    std::vector<Fiber> fibers;
+    std::vector<int> order;
+    std::vector<char> stacks;
+    size_t stack_bytes = 0;
+    ucontext_t scheduler;
+    Fiber* cur = nullptr;
+    bool failed = false;
+    std::string error;
+};
+
+Launch* g = nullptr;
+
+std::string where(const Fiber& f) {
+    char buf[160];
+    snprintf(buf, sizeof buf, "block (%u,%u,%u) thread (%u,%u,%u) (warp %d lane %d)",
+             g_block_idx.x, g_block_idx.y, g_block_idx.z, f.tid.x, f.tid.y, f.tid.z,
+             f.linear / 32, f.linear % 32);
+    return buf;
+}
+
+// Records the first error and returns to the scheduler for good.
+[[noreturn]] void fail(const std::string& msg) {
+    if (!g->failed) {
+        g->failed = true;
+        g->error = std::string("kernel ") + g->name + ": " + msg;
+    }
+    Fiber* f = g->cur;
+    f->wait = Wait::Done;
+    swapcontext(&f->ctx, &g->scheduler);
+    abort();  // never resumed
+}
+
+void yield() {
+    Fiber* f = g->cur;
+    swapcontext(&f->ctx, &g->scheduler);
+    if (g->failed) fail(g->error);
+}
+
+void fiber_main() {
+    Fiber* f = g->cur;
+    g->call(g->kernel, g->params);
+    f->wait = Wait::Done;
+    // uc_link returns to the scheduler.
+}
+
+Fiber& lane_fiber(const Fiber& f, int lane) {
+    return g->fibers[(f.linear & ~31) + lane];
+}
+
+// Lanes of the calling thread's warp that exist in this block.
+unsigned warp_present(const Fiber& f) {
+    const int n = static_cast<int>(g->fibers.size()) - (f.linear & ~31);
+    return n >= 32 ? 0xffffffffu : ((1u << n) - 1u);
+}
+
+// Releases the waiters of a barrier whose participants have all arrived.
+// Returns true if anything was released.
+bool release_barriers() {
+    bool released = false;
+    // Block barrier: every thread waits at it, or some have exited (error at
+    // deadlock time, so that the message names all of them).
+    bool all_block = true;
+    for (const Fiber& f : g->fibers)
+        if (f.wait != Wait::Block) all_block = false;
+    if (all_block) {
+        for (Fiber& f : g->fibers) f.wait = Wait::None;
+        return true;
+    }
+    // Warp collectives: every lane of the mask waits with the same mask.
+    for (Fiber& f : g->fibers) {
+        if (f.wait != Wait::Warp) continue;
+        bool ready = true;
+        for (int l = 0; l < 32 && ready; ++l) {
+            if (!(f.mask >> l & 1u)) continue;
+            const Fiber& o = lane_fiber(f, l);
+            ready = o.wait == Wait::Warp && o.mask == f.mask;
+        }
+        if (!ready) continue;
+        for (int l = 0; l < 32; ++l)
+            if (f.mask >> l & 1u) lane_fiber(f, l).wait = Wait::None;
+        released = true;
+    }
+    return released;
+}
+
+std::string describe_stuck() {
+    std::string s = "deadlock: no thread can proceed;";
+    int shown = 0;
+    for (const Fiber& f : g->fibers) {
+        if (f.wait == Wait::None) continue;
+        if (++shown > 8) {
+            s += " ...";
+            break;
+        }
+        s += " " + where(f) + ": ";
+        char buf[96];
+        switch (f.wait) {
+            case Wait::Block:
+                s += "waits at __syncthreads;";
+                break;
+            case Wait::Warp:
+                snprintf(buf, sizeof buf, "waits in %s with mask 0x%08x;", f.what, f.mask);
+                s += buf;
+                break;
+            case Wait::Done:
+                s += "has exited;";
+                break;
+            default:
+                break;
+        }
+    }
+    return s;
+}
+
+// Runs the block g_block_idx to completion (or to an error).
+void run_block() {
+    for (size_t i = 0; i < g->fibers.size(); ++i) {
+        Fiber& f = g->fibers[i];
+        f.wait = Wait::None;
+        getcontext(&f.ctx);
+        f.ctx.uc_stack.ss_sp = g->stacks.data() + i * g->stack_bytes;
+        f.ctx.uc_stack.ss_size = g->stack_bytes;
+        f.ctx.uc_link = &g->scheduler;
+        makecontext(&f.ctx, fiber_main, 0);
+    }
+    for (;;) {
+        bool progress = false;
+        for (int idx : g->order) {
+            Fiber& f = g->fibers[idx];
+            if (f.wait != Wait::None) continue;
+            g->cur = &f;
+            swapcontext(&g->scheduler, &f.ctx);
+            progress = true;
+            if (g->failed) return;
+        }
+        bool all_done = true;
+        for (const Fiber& f : g->fibers)
+            if (f.wait != Wait::Done) all_done = false;
+        if (all_done) return;
+        if (release_barriers()) continue;
+        if (!progress) {
+            g->failed = true;
+            g->error = std::string("kernel ") + g->name + ": " + describe_stuck();
+            return;
+        }
+    }
+}
+
+uint64_t splitmix(uint64_t& s) {
+    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+// Enters a warp collective over `mask`: checks it, publishes, waits.
+void warp_wait(unsigned mask, const char* what) {
+    Fiber* f = g->cur;
+    const int lane = f->linear % 32;
+    if (!(mask >> lane & 1u)) {
+        char buf[128];
+        snprintf(buf, sizeof buf, "%s with mask 0x%08x called by lane %d, which is not in it",
+                 what, mask, lane);
+        fail(where(*f) + ": " + buf);
+    }
+    const unsigned absent = mask & ~warp_present(*f);
+    if (absent) {
+        char buf[128];
+        snprintf(buf, sizeof buf, "%s mask 0x%08x names lanes 0x%08x that the block does not have",
+                 what, mask, absent);
+        fail(where(*f) + ": " + buf);
+    }
+    for (int l = 0; l < 32; ++l) {
+        if (!(mask >> l & 1u)) continue;
+        const Fiber& o = lane_fiber(*f, l);
+        if (o.wait == Wait::Done) {
+            char buf[128];
+            snprintf(buf, sizeof buf, "%s mask 0x%08x names lane %d, which has exited", what,
+                     mask, l);
+            fail(where(*f) + ": " + buf);
+        }
+    }
+    f->wait = Wait::Warp;
+    f->mask = mask;
+    f->what = what;
+    yield();
+}
+
+}  // namespace
+
+const Dim3& thread_idx() { return g->cur->tid; }
+
+int lane_id() { return g->cur->linear % 32; }
+
+void syncthreads() {
+    g->cur->wait = Wait::Block;
+    yield();
+}
+
+void syncwarp(unsigned mask) {
+    warp_wait(mask, "__syncwarp");
+    // A second rendezvous is not needed: __syncwarp publishes nothing.
+}
+
+uint64_t exchange(unsigned mask, uint64_t value, int src, const char* what) {
+    Fiber* f = g->cur;
+    if (src < 0 || src > 31 || !(mask >> src & 1u)) {
+        char buf[128];
+        snprintf(buf, sizeof buf, "%s with mask 0x%08x reads lane %d, which is not in it", what,
+                 mask, src);
+        fail(where(*f) + ": " + buf);
+    }
+    f->value = value;
+    warp_wait(mask, what);  // every lane has published
+    const uint64_t got = lane_fiber(*f, src).value;
+    warp_wait(mask, what);  // every lane has read before anyone publishes again
+    return got;
+}
+
+unsigned ballot(unsigned mask, bool pred, const char* what) {
+    Fiber* f = g->cur;
+    f->pred = pred;
+    warp_wait(mask, what);
+    unsigned b = 0;
+    for (int l = 0; l < 32; ++l)
+        if ((mask >> l & 1u) && lane_fiber(*f, l).pred) b |= 1u << l;
+    warp_wait(mask, what);
+    return b;
+}
+
+}  // namespace tk_emu
+
+// Order of the threads within a block: 0 forward, 1 reverse, 2 a shuffle
+// seeded by `seed` (a new permutation per block).
+extern "C" int tk_emu_launch(const char* name, void (*call)(const void*, const void*),
+                             const void* kernel, const void* params, const uint32_t grid[3],
+                             const uint32_t block[3], int order, uint64_t seed, char* error,
+                             size_t error_len) {
+    using namespace tk_emu;
+    Launch launch;
+    launch.name = name;
+    launch.call = call;
+    launch.kernel = kernel;
+    launch.params = params;
+    const size_t threads = size_t(block[0]) * block[1] * block[2];
+    if (threads == 0 || threads > 1024 || grid[0] == 0 || grid[1] == 0 || grid[2] == 0) {
+        snprintf(error, error_len, "kernel %s: invalid launch: grid (%u,%u,%u) block (%u,%u,%u)",
+                 name, grid[0], grid[1], grid[2], block[0], block[1], block[2]);
+        return 1;
+    }
+    launch.fibers.resize(threads);
+    for (size_t i = 0; i < threads; ++i) {
+        Fiber& f = launch.fibers[i];
+        f.linear = static_cast<int>(i);
+        f.tid = Dim3{unsigned(i % block[0]), unsigned(i / block[0] % block[1]),
+                     unsigned(i / (size_t(block[0]) * block[1]))};
+    }
+    launch.stack_bytes = 64 * 1024;
+    launch.stacks.resize(threads * launch.stack_bytes);
+    launch.order.resize(threads);
+    g_grid_dim = Dim3{grid[0], grid[1], grid[2]};
+    g_block_dim = Dim3{block[0], block[1], block[2]};
+    g = &launch;
+    uint64_t rng = seed;
+    for (uint32_t z = 0; z < grid[2] && !launch.failed; ++z)
+        for (uint32_t y = 0; y < grid[1] && !launch.failed; ++y)
+            for (uint32_t x = 0; x < grid[0] && !launch.failed; ++x) {
+                for (size_t i = 0; i < threads; ++i)
+                    launch.order[i] = static_cast<int>(order == 1 ? threads - 1 - i : i);
+                if (order == 2)
+                    for (size_t i = threads - 1; i > 0; --i) {
+                        const size_t j = splitmix(rng) % (i + 1);
+                        const int t = launch.order[i];
+                        launch.order[i] = launch.order[j];
+                        launch.order[j] = t;
+                    }
+                g_block_idx = Dim3{x, y, z};
+                run_block();
+            }
+    g = nullptr;
+    if (launch.failed) {
+        snprintf(error, error_len, "%s", launch.error.c_str());
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,356 @@
+//! [`EmuRuntime`]: the SIMT emulator behind the launch seam. Device memory
+//! is host memory (a device address is a host address), copies are
+//! `memcpy`, and a launch runs the kernel's host-compiled twin
+//! (build/emu.rs) with every CUDA thread as a fiber
+//! (`kernels/emu/runtime.cpp`).
+//!
+//! What it checks, beyond the numbers: barriers every thread of a block
+//! reaches, warp collectives whose masks name present, waiting lanes
+//! (emu.h); writes past either end of an allocation (each allocation is
+//! fenced by 256 poison bytes, checked after every launch); and reads past
+//! the end see the poison (0xFF bytes: NaN in every float dtype), which the
+//! comparison with the reference turns into a failure.
+//!
+//! What it cannot show: speed, occupancy, bank conflicts, races between
+//! blocks (they run one after another), the device's own rounding of
+//! fast-math intrinsics (`__expf`, `__sincosf` are the host libm here),
+//! memory-model subtleties, and the PTX strings themselves: a GPU run is
+//! still the final word.
+//!
+//! Launches are serialised process-wide (one kernel at a time): `__shared__`
+//! variables are statics of the twins.
+
+use std::alloc::Layout;
+use std::any::Any;
+use std::collections::HashMap;
+use std::ffi::{c_char, c_void, CString};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::{Allocation, KernelRef, LaunchShape, Runtime, RuntimeKind, Trampoline};
+use crate::{Error, Result};
+
+#[cfg(tk_emu_built)]
+include!(concat!(env!("OUT_DIR"), "/emu_kernels.rs"));
+
+/// `(module, symbol, host twin)` of every kernel; empty without the emulator.
+#[cfg(not(tk_emu_built))]
+pub(crate) static EMU_KERNELS: &[(&str, &str, unsafe extern "C" fn())] = &[];
+
+/// Whether this build has the emulator (a C++17 compiler and the CUDA
+/// headers were found at build time).
+pub const EMULATOR_BUILT: bool = cfg!(tk_emu_built);
+
+#[cfg(tk_emu_built)]
+extern "C" {
+    fn tk_emu_launch(
+        name: *const c_char,
+        call: Trampoline,
+        kernel: *const c_void,
+        params: *const c_void,
+        grid: *const u32,
+        block: *const u32,
+        order: i32,
+        seed: u64,
+        error: *mut c_char,
+        error_len: usize,
+    ) -> i32;
+}
+
+/// Bytes of poison fencing each allocation on both sides.
+const FENCE: usize = 256;
+/// The poison byte: 0xFFFF.. is NaN as f32, f16 and bf16, and -1 as an integer.
+const POISON: u8 = 0xFF;
+
+/// The order in which the scheduler resumes the threads of a block; some
+/// synchronisation bugs show only in one order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schedule {
+    /// Thread 0 first.
+    Forward,
+    /// The last thread first.
+    Reverse,
+    /// A permutation per block from this seed.
+    Shuffle(u64),
+}
+
+impl Schedule {
+    /// From `TK_EMU_SCHEDULE` (`forward`, `reverse`, `shuffle` or
+    /// `shuffle:SEED`); forward when unset or unrecognised.
+    pub fn from_env() -> Self {
+        match std::env::var("TK_EMU_SCHEDULE").ok().as_deref() {
+            Some("reverse") => Schedule::Reverse,
+            Some(s) if s.starts_with("shuffle") => Schedule::Shuffle(
+                s.strip_prefix("shuffle:")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0x5eed),
+            ),
+            _ => Schedule::Forward,
+        }
+    }
+}
+
+/// One fenced host allocation.
+struct Fenced {
+    base: *mut u8,
+    layout: Layout,
+    bytes: usize,
+}
+
+// SAFETY: the pointer is owned by this value alone (allocated in
+// `alloc_zeroed`, freed in `drop`); access goes through the runtime, whose
+// launches are serialised.
+unsafe impl Send for Fenced {}
+// SAFETY: as above; `&Fenced` exposes no interior mutability.
+unsafe impl Sync for Fenced {}
+
+/// Live allocations by address: `(bytes, base)`, for the fence checks.
+type Registry = Arc<Mutex<HashMap<u64, (usize, usize)>>>;
+
+/// Frees a fenced allocation and forgets it.
+struct Owner {
+    mem: Fenced,
+    registry: Registry,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let ptr = self.mem.base as u64 + FENCE as u64;
+        if let Ok(mut r) = self.registry.lock() {
+            r.remove(&ptr);
+        }
+        // SAFETY: `base` was allocated with `layout` and is freed once, here.
+        unsafe { std::alloc::dealloc(self.mem.base, self.mem.layout) };
+    }
+}
+
+/// Launches of every emulator in the process run one at a time.
+static LAUNCH_LOCK: Mutex<()> = Mutex::new(());
+
+/// The SIMT emulator runtime.
+pub struct EmuRuntime {
+    schedule: Schedule,
+    registry: Registry,
+    kernels: HashMap<(&'static str, &'static str), unsafe extern "C" fn()>,
+}
+
+impl EmuRuntime {
+    /// An emulator with the scheduling order of `TK_EMU_SCHEDULE`.
+    ///
+    /// # Errors
+    /// [`Error::KernelsNotBuilt`] when this build has no emulator.
+    pub fn new() -> Result<Self> {
+        Self::with_schedule(Schedule::from_env())
+    }
+
+    /// An emulator with a given scheduling order.
+    ///
+    /// # Errors
+    /// [`Error::KernelsNotBuilt`] when this build has no emulator.
+    pub fn with_schedule(schedule: Schedule) -> Result<Self> {
+        if !EMULATOR_BUILT {
+            return Err(Error::KernelsNotBuilt);
+        }
+        Ok(EmuRuntime {
+            schedule,
+            registry: Arc::new(Mutex::new(HashMap::new())),
+            kernels: EMU_KERNELS.iter().map(|&(m, s, f)| ((m, s), f)).collect(),
+        })
+    }
+
+    /// Checks the fences of every live allocation; the first broken one is
+    /// an error naming the kernel that ran last.
+    fn check_fences(&self, kernel: KernelRef) -> Result<()> {
+        let reg = self
+            .registry
+            .lock()
+            .map_err(|_| Error::KernelFault("allocation registry poisoned".into()))?;
+        for (&ptr, &(bytes, base)) in reg.iter() {
+            // SAFETY: every registered allocation is live (removed before
+            // it is freed) and spans FENCE + bytes + FENCE bytes from base.
+            let (before, after) = unsafe {
+                (
+                    std::slice::from_raw_parts(base as *const u8, FENCE),
+                    std::slice::from_raw_parts((ptr as usize + bytes) as *const u8, FENCE),
+                )
+            };
+            let bad_before = before.iter().rposition(|&b| b != POISON);
+            let bad_after = after.iter().position(|&b| b != POISON);
+            if bad_before.is_some() || bad_after.is_some() {
+                let at = match (bad_before, bad_after) {
+                    (Some(i), _) => format!("{} bytes before its start", FENCE - i),
+                    (None, Some(i)) => format!("byte {} past its end", i),
+                    (None, None) => unreachable!(),
+                };
+                return Err(Error::KernelFault(format!(
+                    "kernel {}: out-of-bounds write to the {bytes}-byte allocation at {ptr:#x}: {at}",
+                    kernel.symbol
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Runtime for EmuRuntime {
+    fn kind(&self) -> RuntimeKind {
+        RuntimeKind::Emulator
+    }
+
+    fn name(&self) -> &str {
+        "SIMT emulator (CPU)"
+    }
+
+    fn compute_capability(&self) -> (i32, i32) {
+        // The kernels are compiled for sm_80+; the emulator runs their
+        // generic (non-Hopper) paths.
+        (8, 0)
+    }
+
+    fn alloc_zeroed(&self, bytes: usize) -> Result<Allocation> {
+        let bytes = bytes.max(1);
+        let total = bytes
+            .checked_add(2 * FENCE)
+            .ok_or_else(|| Error::invalid("emulator alloc", format!("{bytes} bytes overflow")))?;
+        let layout = Layout::from_size_align(total, FENCE)
+            .map_err(|e| Error::invalid("emulator alloc", format!("{bytes} bytes: {e}")))?;
+        // SAFETY: `layout` has a non-zero size.
+        let base = unsafe { std::alloc::alloc(layout) };
+        if base.is_null() {
+            return Err(Error::invalid(
+                "emulator alloc",
+                format!("out of host memory allocating {bytes} bytes"),
+            ));
+        }
+        // SAFETY: `base` points to `total` writable bytes.
+        unsafe {
+            std::ptr::write_bytes(base, POISON, FENCE);
+            std::ptr::write_bytes(base.add(FENCE), 0, bytes);
+            std::ptr::write_bytes(base.add(FENCE + bytes), POISON, FENCE);
+        }
+        let ptr = base as u64 + FENCE as u64;
+        self.registry
+            .lock()
+            .map_err(|_| Error::KernelFault("allocation registry poisoned".into()))?
+            .insert(ptr, (bytes, base as usize));
+        let owner = Owner {
+            mem: Fenced {
+                base,
+                layout,
+                bytes,
+            },
+            registry: self.registry.clone(),
+        };
+        debug_assert_eq!(owner.mem.bytes, bytes);
+        Ok(Allocation::new(ptr, bytes, Box::new(owner)))
+    }
+
+    unsafe fn copy_htod(&self, dst: u64, src: &[u8]) -> Result<()> {
+        // SAFETY: the caller guarantees the destination range (host memory here).
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst as *mut u8, src.len()) };
+        Ok(())
+    }
+
+    unsafe fn copy_dtoh(&self, dst: &mut [u8], src: u64) -> Result<()> {
+        // SAFETY: the caller guarantees the source range (host memory here).
+        unsafe { std::ptr::copy_nonoverlapping(src as *const u8, dst.as_mut_ptr(), dst.len()) };
+        Ok(())
+    }
+
+    unsafe fn copy_dtod(&self, dst: u64, src: u64, bytes: usize) -> Result<()> {
+        // SAFETY: the caller guarantees both ranges and that they are disjoint.
+        unsafe { std::ptr::copy_nonoverlapping(src as *const u8, dst as *mut u8, bytes) };
+        Ok(())
+    }
+
+    unsafe fn launch(
+        &self,
+        kernel: KernelRef,
+        shape: LaunchShape,
+        params: *const c_void,
+        _params_size: usize,
+        call: Trampoline,
+    ) -> Result<()> {
+        let twin = *self
+            .kernels
+            .get(&(kernel.module, kernel.symbol))
+            .ok_or(Error::KernelsNotBuilt)?;
+        let _serial = LAUNCH_LOCK
+            .lock()
+            .map_err(|_| Error::KernelFault("an earlier launch panicked".into()))?;
+        self.run(kernel, shape, params, call, twin as *const c_void)?;
+        self.check_fences(kernel)
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn time(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
+        let t = Instant::now();
+        f()?;
+        Ok(t.elapsed().as_secs_f64())
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl EmuRuntime {
+    #[cfg(tk_emu_built)]
+    fn run(
+        &self,
+        kernel: KernelRef,
+        shape: LaunchShape,
+        params: *const c_void,
+        call: Trampoline,
+        twin: *const c_void,
+    ) -> Result<()> {
+        let (order, seed) = match self.schedule {
+            Schedule::Forward => (0, 0),
+            Schedule::Reverse => (1, 0),
+            Schedule::Shuffle(s) => (2, s),
+        };
+        let name = CString::new(kernel.symbol).unwrap_or_default();
+        let grid = [shape.grid.0, shape.grid.1, shape.grid.2];
+        let block = [shape.block.0, shape.block.1, shape.block.2];
+        let mut err = vec![0 as c_char; 1024];
+        // SAFETY: `twin` is the host twin of `kernel`, whose one parameter
+        // is the params type `call` was monomorphised for (the op wrapper
+        // pairs them); `params` points to that struct for the duration of
+        // this synchronous call; the buffers passed are valid for their lengths.
+        let rc = unsafe {
+            tk_emu_launch(
+                name.as_ptr(),
+                call,
+                twin,
+                params,
+                grid.as_ptr(),
+                block.as_ptr(),
+                order,
+                seed,
+                err.as_mut_ptr(),
+                err.len(),
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        // SAFETY: the runtime wrote a NUL-terminated message into `err`.
+        let msg = unsafe { std::ffi::CStr::from_ptr(err.as_ptr()) };
+        Err(Error::KernelFault(msg.to_string_lossy().into_owned()))
+    }
+
+    #[cfg(not(tk_emu_built))]
+    fn run(
+        &self,
+        _kernel: KernelRef,
+        _shape: LaunchShape,
+        _params: *const c_void,
+        _call: Trampoline,
+        _twin: *const c_void,
+    ) -> Result<()> {
+        Err(Error::KernelsNotBuilt)
+    }
+}
