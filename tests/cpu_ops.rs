@@ -2,6 +2,7 @@
 //! rows sum to 1 and ignore a constant shift; attention equals the naive
 //! formula; masked keys / values and key permutations change nothing;
 //! LayerNorm gives mean 0 / variance 1; linear equals an f64 triple loop;
+//! the logits step's top-k equals a full-row log-softmax, masked and sorted;
 //! plus shape errors.
 
 // Index loops mirror the formulas of the naive references.
@@ -18,8 +19,10 @@ use transformer_kernels::cpu::attention::{
 use transformer_kernels::cpu::embedding::{embed_tokens, embedding};
 use transformer_kernels::cpu::layer_norm::layer_norm;
 use transformer_kernels::cpu::linear::linear;
+use transformer_kernels::cpu::log_softmax_topk::log_softmax_topk;
 use transformer_kernels::cpu::residual::add;
 use transformer_kernels::cpu::softmax::{log_softmax_rows, softmax_rows};
+use transformer_kernels::model::TokenMask;
 use transformer_kernels::Activation;
 use transformer_kernels::Error;
 
@@ -246,6 +249,44 @@ proptest! {
             want[i * n + j] = (s + if bias { b[j] as f64 } else { 0.0 }) as f32;
         }}
         assert_close("linear", &got, &want, F32_ABS, F32_REL);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The logits step of the CPU backend equals the long way round: the
+    /// full-row f32 log-softmax (bit for bit), masked ids at -inf, and the
+    /// ids sorted by masked raw logit descending, ties by lower id. Logits
+    /// are multiples of 1/4 so that ties and duplicate maxima are common.
+    #[test]
+    fn log_softmax_topk_equals_full_log_softmax_masked_and_sorted(rows in 1usize..4, vocab in 1usize..30, k_seed in any::<usize>(), seed in any::<u64>()) {
+        let mut rng = Rng::new(seed);
+        let x: Vec<f32> = rng.vec(rows * vocab, 8.0).iter().map(|v| (v * 4.0).round() / 4.0).collect();
+        let k = 1 + k_seed % vocab;
+        let pick = |rng: &mut Rng, n: u64| -> Vec<u32> { (0..n).map(|_| rng.below(vocab as u64) as u32).collect() };
+        let mask = TokenMask {
+            every_row: pick(&mut rng, 2),
+            per_row: (0..rows).map(|_| { let n = rng.below(3); pick(&mut rng, n) }).collect(),
+            only: (0..rows).map(|_| (rng.below(4) == 0).then(|| { let n = 1 + rng.below(3); pick(&mut rng, n) })).collect(),
+        };
+        let full = log_softmax_rows(&x, rows, vocab).unwrap();
+        let top = log_softmax_topk(&x, rows, vocab, &mask, k).unwrap();
+        prop_assert_eq!((top.rows, top.k, top.ids.len(), top.log_probs.len()), (rows, k, rows * k, rows * k));
+        for r in 0..rows {
+            let masked = |id: u32| match &mask.only[r] {
+                Some(only) => !only.contains(&id),
+                None => mask.every_row.contains(&id) || mask.per_row[r].contains(&id),
+            };
+            let key = |id: u32| if masked(id) { f32::NEG_INFINITY } else { x[r * vocab + id as usize] };
+            let mut want: Vec<u32> = (0..vocab as u32).collect();
+            want.sort_by(|&a, &b| key(b).total_cmp(&key(a)).then(a.cmp(&b)));
+            prop_assert_eq!(top.row_ids(r), &want[..k], "row {}", r);
+            for (&id, &lp) in top.row_ids(r).iter().zip(top.row_log_probs(r)) {
+                let expect = if masked(id) { f32::NEG_INFINITY } else { full[r * vocab + id as usize] };
+                prop_assert_eq!(lp.to_bits(), expect.to_bits(), "row {} id {}", r, id);
+            }
+        }
     }
 }
 

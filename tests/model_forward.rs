@@ -6,6 +6,7 @@ mod model_common;
 
 use model_common::{assert_close, write_model, Rng, Tiny, EOS};
 use safetensors::Dtype;
+use transformer_kernels::cpu::Cpu;
 use transformer_kernels::model::{Backend, MarianModel};
 
 /// f32 model vs f64 oracle on d_model 12 / 2 layers: a few f32 roundings per
@@ -46,7 +47,7 @@ fn encoder_and_logits_match_the_f64_oracle_for_each_activation() {
         let dir = tempfile::tempdir().unwrap();
         let tensors = tiny.random_tensors(seed);
         write_model(dir.path(), &tiny.config_json(), &tensors, Dtype::F32);
-        let model = MarianModel::load(dir.path()).unwrap();
+        let model = MarianModel::load(Cpu, dir.path()).unwrap();
         let naive = tiny.naive(&tensors);
         let mut rng = Rng::new(seed + 100);
         let src = sources(&tiny, &mut rng, &[3, 7]);
@@ -88,11 +89,11 @@ fn d1_final_logits_bias_is_added() {
     write_model(without.path(), &tiny.config_json(), &tensors, Dtype::F32);
     let src = vec![vec![4, 5, 6, EOS]];
     let dec = vec![vec![tiny.pad(), 3]];
-    let a = MarianModel::load(with.path())
+    let a = MarianModel::load(Cpu, with.path())
         .unwrap()
         .decoder_logits(&src, &dec)
         .unwrap();
-    let b = MarianModel::load(without.path())
+    let b = MarianModel::load(Cpu, without.path())
         .unwrap()
         .decoder_logits(&src, &dec)
         .unwrap();
@@ -128,11 +129,11 @@ fn d2_each_sublayer_uses_its_own_layer_norm() {
     write_model(d2.path(), &tiny.config_json(), &tensors, Dtype::F32);
     let src = vec![vec![4, 5, 6, 7, EOS]];
     let dec = vec![vec![tiny.pad(), 3, 9]];
-    let l1 = MarianModel::load(d1.path())
+    let l1 = MarianModel::load(Cpu, d1.path())
         .unwrap()
         .decoder_logits(&src, &dec)
         .unwrap();
-    let l2 = MarianModel::load(d2.path())
+    let l2 = MarianModel::load(Cpu, d2.path())
         .unwrap()
         .decoder_logits(&src, &dec)
         .unwrap();
@@ -159,7 +160,7 @@ fn a2_step_by_step_and_chunked_decoding_equal_one_full_pass() {
     let tiny = Tiny::default();
     let dir = tempfile::tempdir().unwrap();
     tiny.write(dir.path(), 21);
-    let model = MarianModel::load(dir.path()).unwrap();
+    let model = MarianModel::load(Cpu, dir.path()).unwrap();
     let src = vec![vec![3, 8, 2, 9, EOS], vec![5, 6, EOS]];
     let dec = [tiny.pad(), 4, 7, 1, 12, 30];
     let t = dec.len();
@@ -210,7 +211,7 @@ fn a3_batch_equals_alone_for_encoder_states_logits_and_translations() {
     let tiny = Tiny::default();
     let dir = tempfile::tempdir().unwrap();
     tiny.write(dir.path(), 31);
-    let model = MarianModel::load(dir.path()).unwrap();
+    let model = MarianModel::load(Cpu, dir.path()).unwrap();
     let mut rng = Rng::new(5);
     let src = sources(&tiny, &mut rng, &[3, 7]); // 3 and 7 tokens + EOS
     let dec = vec![vec![tiny.pad(), 2, 5], vec![tiny.pad(), 9, 1, 4, 4]];
@@ -292,11 +293,11 @@ fn f16_and_bf16_checkpoints_load_as_their_f32_values() {
         write_model(f32_dir.path(), &tiny.config_json(), &rounded, Dtype::F32);
         let src = vec![vec![1, 2, 3, EOS]];
         let dec = vec![vec![tiny.pad(), 6]];
-        let a = MarianModel::load(half_dir.path())
+        let a = MarianModel::load(Cpu, half_dir.path())
             .unwrap()
             .decoder_logits(&src, &dec)
             .unwrap();
-        let b = MarianModel::load(f32_dir.path())
+        let b = MarianModel::load(Cpu, f32_dir.path())
             .unwrap()
             .decoder_logits(&src, &dec)
             .unwrap();

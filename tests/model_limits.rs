@@ -9,6 +9,7 @@ use std::path::Path;
 
 use model_common::{write_model, Tiny, EOS};
 use safetensors::Dtype;
+use transformer_kernels::cpu::Cpu;
 use transformer_kernels::model::generation::MAX_NUM_BEAMS;
 use transformer_kernels::model::weights::{check_tensors, read_safetensors};
 use transformer_kernels::model::{GenerationConfig, MarianModel, ModelConfig};
@@ -65,7 +66,7 @@ fn load_with_a_billion_layers_fails_fast_naming_config_json() {
     )
     .unwrap();
     let t0 = std::time::Instant::now();
-    match MarianModel::load(dir.path()) {
+    match MarianModel::load(Cpu, dir.path()) {
         Err(Error::Checkpoint { path, msg }) => {
             assert!(path.ends_with("config.json"), "{}", path.display());
             assert!(msg.contains("encoder_layers"), "{msg}");
@@ -148,7 +149,7 @@ fn nan_or_inf_weights_are_rejected_naming_the_tensor_and_file() {
         let mut t = tiny.random_tensors(4);
         t.get_mut(name).unwrap().1[5] = bad;
         write_model(dir.path(), &tiny.config_json(), &t, dtype);
-        match MarianModel::load(dir.path()) {
+        match MarianModel::load(Cpu, dir.path()) {
             Err(Error::Checkpoint { path, msg }) => {
                 assert!(path.ends_with("model.safetensors"), "{}", path.display());
                 assert!(
@@ -176,7 +177,7 @@ fn nan_scores_fail_the_search_instead_of_returning_eos() {
         *v = 3.0e38;
     }
     write_model(dir.path(), &tiny.config_json(), &t, Dtype::F32);
-    let model = MarianModel::load(dir.path()).unwrap();
+    let model = MarianModel::load(Cpu, dir.path()).unwrap();
     for beams in [1, 3] {
         let mut gen = GenerationConfig::defaults_for(model.config());
         gen.num_beams = beams;
@@ -223,7 +224,7 @@ fn decoding_past_max_position_embeddings_is_an_error() {
     let tiny = Tiny::default(); // max_position_embeddings 64
     let dir = tempfile::tempdir().unwrap();
     tiny.write(dir.path(), 6);
-    let model = MarianModel::load(dir.path()).unwrap();
+    let model = MarianModel::load(Cpu, dir.path()).unwrap();
     let mut gen = GenerationConfig::defaults_for(model.config());
     gen.max_length = 66; // decoder positions 0..=64: one too many
     gen.min_length = 66;

@@ -8,11 +8,12 @@ use std::path::Path;
 
 use model_common::{write_model, Tiny, EOS};
 use safetensors::Dtype;
+use transformer_kernels::cpu::Cpu;
 use transformer_kernels::model::{EarlyStopping, GenerationConfig, MarianModel, ModelConfig};
 use transformer_kernels::Error;
 
 fn checkpoint_msg(
-    r: transformer_kernels::Result<MarianModel<transformer_kernels::cpu::Cpu>>,
+    r: transformer_kernels::Result<MarianModel<Cpu>>,
 ) -> (std::path::PathBuf, String) {
     match r {
         Err(Error::Checkpoint { path, msg }) => (path, msg),
@@ -140,7 +141,7 @@ fn missing_unexpected_and_misshaped_tensors_are_listed_in_one_error() {
     );
     let dir = tempfile::tempdir().unwrap();
     write_model(dir.path(), &tiny.config_json(), &t, Dtype::F32);
-    let (path, msg) = checkpoint_msg(MarianModel::load(dir.path()));
+    let (path, msg) = checkpoint_msg(MarianModel::load(Cpu, dir.path()));
     assert_eq!(path, dir.path().join("model.safetensors"));
     for needle in [
         "model.encoder.layers.1.fc1.weight [20, 12]",
@@ -163,7 +164,7 @@ fn config_that_does_not_match_the_tensors_is_reported() {
         ..Tiny::default()
     };
     std::fs::write(dir.path().join("config.json"), other.config_json()).unwrap();
-    let (_, msg) = checkpoint_msg(MarianModel::load(dir.path()));
+    let (_, msg) = checkpoint_msg(MarianModel::load(Cpu, dir.path()));
     assert!(
         msg.contains("missing")
             && msg.contains("model.encoder.layers.2.")
@@ -186,13 +187,13 @@ fn truncated_or_corrupt_safetensors_give_a_checkpoint_error_with_the_path() {
         ("garbage", vec![0xffu8; 64]),
     ] {
         std::fs::write(&file, &content).unwrap();
-        let (path, msg) = checkpoint_msg(MarianModel::load(dir.path()));
+        let (path, msg) = checkpoint_msg(MarianModel::load(Cpu, dir.path()));
         assert_eq!(path, file, "{what}");
         assert!(!msg.is_empty(), "{what}");
     }
     std::fs::remove_file(&file).unwrap();
     assert!(matches!(
-        MarianModel::load(dir.path()),
+        MarianModel::load(Cpu, dir.path()),
         Err(Error::Io { .. })
     ));
 }
@@ -224,11 +225,11 @@ fn tied_copies_and_position_tables_are_accepted() {
     write_model(full.path(), &tiny.config_json(), &t, Dtype::F32);
     let src = vec![vec![3, 4, EOS]];
     let dec = vec![vec![tiny.pad(), 7]];
-    let a = MarianModel::load(plain.path())
+    let a = MarianModel::load(Cpu, plain.path())
         .unwrap()
         .decoder_logits(&src, &dec)
         .unwrap();
-    let b = MarianModel::load(full.path())
+    let b = MarianModel::load(Cpu, full.path())
         .unwrap()
         .decoder_logits(&src, &dec)
         .unwrap();
@@ -240,7 +241,7 @@ fn generate_argument_errors_and_empty_batch() {
     let tiny = Tiny::default();
     let dir = tempfile::tempdir().unwrap();
     tiny.write(dir.path(), 7);
-    let model = MarianModel::load(dir.path()).unwrap();
+    let model = MarianModel::load(Cpu, dir.path()).unwrap();
     let gen = GenerationConfig::from_model_dir(dir.path(), model.config()).unwrap();
     assert!(model.generate(&[], &gen).unwrap().is_empty());
     let invalid =
@@ -303,11 +304,11 @@ fn unshared_and_untied_embeddings_load_from_their_own_tensors() {
     write_model(dir.path(), &cfg.to_string(), &t, Dtype::F32);
     let src = vec![vec![3, 4, 5, EOS]];
     let dec = vec![vec![tiny.pad(), 7, 8]];
-    let a = MarianModel::load(shared_dir.path())
+    let a = MarianModel::load(Cpu, shared_dir.path())
         .unwrap()
         .decoder_logits(&src, &dec)
         .unwrap();
-    let b = MarianModel::load(dir.path())
+    let b = MarianModel::load(Cpu, dir.path())
         .unwrap()
         .decoder_logits(&src, &dec)
         .unwrap();
@@ -319,7 +320,7 @@ fn unshared_and_untied_embeddings_load_from_their_own_tensors() {
         .iter_mut()
         .for_each(|v| *v = -*v);
     write_model(dir.path(), &cfg.to_string(), &t, Dtype::F32);
-    let c = MarianModel::load(dir.path())
+    let c = MarianModel::load(Cpu, dir.path())
         .unwrap()
         .decoder_logits(&src, &dec)
         .unwrap();
@@ -327,6 +328,6 @@ fn unshared_and_untied_embeddings_load_from_their_own_tensors() {
     // Without lm_head an untied checkpoint is incomplete.
     t.remove("lm_head.weight");
     write_model(dir.path(), &cfg.to_string(), &t, Dtype::F32);
-    let (_, msg) = checkpoint_msg(MarianModel::load(dir.path()));
+    let (_, msg) = checkpoint_msg(MarianModel::load(Cpu, dir.path()));
     assert!(msg.contains("lm_head.weight [40, 12]"), "{msg}");
 }

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use model_common::assert_close;
 use serde_json::Value;
+use transformer_kernels::cpu::Cpu;
 use transformer_kernels::model::{GenerationConfig, Hypothesis, MarianModel};
 
 /// Two f32 implementations of the same network (different summation orders
@@ -84,14 +85,8 @@ fn generated(row: &[u32], pad: u32) -> Vec<u32> {
     v
 }
 
-fn load(
-    dir: &Path,
-) -> (
-    MarianModel<transformer_kernels::cpu::Cpu>,
-    GenerationConfig,
-    Value,
-) {
-    let model = MarianModel::load(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+fn load(dir: &Path) -> (MarianModel<Cpu>, GenerationConfig, Value) {
+    let model = MarianModel::load(Cpu, dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let gen = GenerationConfig::from_model_dir(dir, model.config()).unwrap();
     (model, gen, expected(dir))
 }

@@ -7,6 +7,7 @@ mod model_common;
 
 use model_common::{assert_close, Rng, Tiny, EOS};
 use proptest::prelude::*;
+use transformer_kernels::cpu::Cpu;
 use transformer_kernels::model::{Backend, GenerationConfig, MarianModel};
 
 /// Same f32 maths, different batch composition or chunking (CASES A3: 1e-6).
@@ -56,7 +57,7 @@ proptest! {
         let tiny = tiny_for(shape);
         let dir = tempfile::tempdir().unwrap();
         tiny.write(dir.path(), seed);
-        let model = MarianModel::load(dir.path()).unwrap();
+        let model = MarianModel::load(Cpu, dir.path()).unwrap();
         let mut rng = Rng::new(seed ^ 0x5eed);
         let srcs = random_sources(&mut rng, tiny.vocab, &lens);
         let dec: Vec<Vec<u32>> = lens.iter().map(|&n| {
@@ -88,7 +89,7 @@ proptest! {
         let tiny = tiny_for(shape);
         let dir = tempfile::tempdir().unwrap();
         tiny.write(dir.path(), seed);
-        let model = MarianModel::load(dir.path()).unwrap();
+        let model = MarianModel::load(Cpu, dir.path()).unwrap();
         let mut rng = Rng::new(seed ^ 0xdec);
         let srcs = random_sources(&mut rng, tiny.vocab, &[src_len]);
         let mut dec = vec![tiny.pad()];

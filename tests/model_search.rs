@@ -23,7 +23,7 @@ fn model_with_eos_bias(seed: u64, eos_bias: f32) -> (tempfile::TempDir, MarianMo
     t.get_mut("final_logits_bias").unwrap().1[EOS as usize] += eos_bias;
     let dir = tempfile::tempdir().unwrap();
     write_model(dir.path(), &tiny.config_json(), &t, Dtype::F32);
-    let model = MarianModel::load(dir.path()).unwrap();
+    let model = MarianModel::load(Cpu, dir.path()).unwrap();
     (dir, model, tiny)
 }
 

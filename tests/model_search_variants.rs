@@ -11,6 +11,7 @@ use std::path::Path;
 
 use model_common::assert_close;
 use serde_json::Value;
+use transformer_kernels::cpu::Cpu;
 use transformer_kernels::model::{EarlyStopping, GenerationConfig, MarianModel};
 
 /// Beam scores: length-normalised sums of up to 14 log-probs, each within
@@ -59,7 +60,7 @@ fn search_settings_match_hugging_face() {
     let mut checked = 0;
     for (name, runs) in all.as_object().unwrap() {
         let dir = root.join("tests/fixtures/models").join(name);
-        let model = MarianModel::load(&dir).unwrap();
+        let model = MarianModel::load(Cpu, &dir).unwrap();
         let base = GenerationConfig::from_model_dir(&dir, model.config()).unwrap();
         let e: Value = model_common::read_expected(&dir);
         let srcs: Vec<Vec<u32>> = e["sentences"]

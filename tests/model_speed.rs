@@ -8,6 +8,7 @@ mod model_common;
 use std::time::Instant;
 
 use model_common::{Rng, Tiny, EOS};
+use transformer_kernels::cpu::Cpu;
 use transformer_kernels::model::{GenerationConfig, MarianModel};
 
 #[test]
@@ -28,7 +29,7 @@ fn opus_mt_sized_model_generation_speed() {
     let t0 = Instant::now();
     tiny.write(dir.path(), 1);
     let t1 = Instant::now();
-    let model = MarianModel::load(dir.path()).unwrap();
+    let model = MarianModel::load(Cpu, dir.path()).unwrap();
     println!(
         "write {:.1} s, load {:.1} s",
         (t1 - t0).as_secs_f64(),
@@ -164,7 +165,7 @@ fn fixture_generation_speed() {
         .collect();
     dirs.sort();
     for dir in dirs {
-        let model = MarianModel::load(&dir).unwrap();
+        let model = MarianModel::load(Cpu, &dir).unwrap();
         let gen = GenerationConfig::from_model_dir(&dir, model.config()).unwrap();
         let e: serde_json::Value = model_common::read_expected(&dir);
         let srcs: Vec<Vec<u32>> = e["sentences"]

@@ -106,7 +106,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     check_model_dir(&dir)?;
     let tokenizer = MarianTokenizer::from_dir(&dir)?;
-    let model = MarianModel::<Cpu>::load(&dir)?;
+    let model = MarianModel::load(Cpu, &dir)?;
     // vocab.json ids must fit the model's vocabulary (error names both files).
     tokenizer.check_compatible(model.config().vocab_size)?;
     let mut gen = GenerationConfig::from_model_dir(&dir, model.config())?;

@@ -1,13 +1,19 @@
 //! [`Cpu`]: the reference backend. Tensors are host `Vec<f32>` with a shape;
 //! every op is the plain reference function of its file in `cpu/`.
+//!
+//! The storage dtype passed to [`Backend::upload`] is ignored: the reference
+//! keeps every tensor in f32, and widening f16 / bf16 weights (as
+//! `model::weights::read_safetensors` does) to f32 is exact, so the
+//! reference computes with exactly the stored values.
 
 use crate::activation::Activation;
 use crate::cpu::activation::apply_in_place;
 use crate::cpu::attention::{attention_bshd, AttentionDims, AttentionMask};
 use crate::cpu::linear::{check_len, linear_into};
-use crate::cpu::{embedding, layer_norm, softmax};
+use crate::cpu::{embedding, layer_norm, log_softmax_topk};
+use crate::dtype::DType;
 use crate::error::{fmt_shape, Error, Result};
-use crate::model::backend::{AttnMask, Backend};
+use crate::model::backend::{AttnMask, Backend, TokenMask, TopK};
 
 /// The CPU reference backend (f32, host memory).
 #[derive(Clone, Copy, Debug, Default)]
@@ -66,12 +72,16 @@ impl CpuTensor {
 
 impl Backend for Cpu {
     type Tensor = CpuTensor;
+    /// Host key lengths, `[rows]`.
+    type Lengths = Vec<usize>;
 
     fn name(&self) -> &'static str {
         "cpu"
     }
 
-    fn upload(&self, data: Vec<f32>, shape: &[usize]) -> Result<CpuTensor> {
+    /// Keeps f32 whatever `dtype` says (see the module docs: widening the
+    /// stored f16 / bf16 values to f32 is exact).
+    fn upload(&self, data: Vec<f32>, shape: &[usize], _dtype: DType) -> Result<CpuTensor> {
         CpuTensor::new(data, shape)
     }
 
@@ -81,6 +91,10 @@ impl Backend for Cpu {
 
     fn shape<'t>(&self, t: &'t CpuTensor) -> &'t [usize] {
         &t.shape
+    }
+
+    fn key_lengths(&self, lengths: &[usize]) -> Result<Vec<usize>> {
+        Ok(lengths.to_vec())
     }
 
     fn embedding(
@@ -149,7 +163,7 @@ impl Backend for Cpu {
         k_len: usize,
         heads: usize,
         scale: f32,
-        mask: AttnMask<'_>,
+        mask: AttnMask<'_, Vec<usize>>,
     ) -> Result<CpuTensor> {
         let (rows, q_len, d) = q.dims3("attention")?;
         let (_, k_cap, _) = k.dims3("attention")?;
@@ -167,7 +181,7 @@ impl Backend for Cpu {
             head_dim: d / heads,
         };
         let m = AttentionMask {
-            key_lengths: mask.key_lengths,
+            key_lengths: mask.key_lengths.map(Vec::as_slice),
             causal: mask.causal,
             ..Default::default()
         };
@@ -201,11 +215,16 @@ impl Backend for Cpu {
         CpuTensor::new(y, &x.shape)
     }
 
-    fn log_softmax(&self, x: &CpuTensor) -> Result<CpuTensor> {
-        let cols = x.last_dim();
-        let rows = x.data.len().checked_div(cols).unwrap_or(0);
-        let y = softmax::log_softmax_rows(&x.data, rows, cols)?;
-        CpuTensor::new(y, &x.shape)
+    fn log_softmax_topk(&self, logits: &CpuTensor, mask: &TokenMask, k: usize) -> Result<TopK> {
+        let Some(&vocab) = logits.shape.last() else {
+            return Err(Error::shape(
+                "log_softmax_topk",
+                "logits [.., vocab]",
+                fmt_shape(&logits.shape),
+            ));
+        };
+        let rows = logits.data.len().checked_div(vocab).unwrap_or(0);
+        log_softmax_topk::log_softmax_topk(&logits.data, rows, vocab, mask, k)
     }
 
     fn kv_alloc(&self, rows: usize, cap: usize, width: usize) -> Result<CpuTensor> {

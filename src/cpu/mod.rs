@@ -2,7 +2,7 @@
 //!
 //! Each op is a public function over slices with explicit dimensions, so the
 //! CUDA tests can use it as the oracle; [`Cpu`] wraps them as a
-//! [`crate::model::Backend`].
+//! [`crate::model::backend::Backend`].
 
 pub mod activation;
 pub mod attention;
@@ -12,6 +12,7 @@ pub mod convert;
 pub mod embedding;
 pub mod layer_norm;
 pub mod linear;
+pub mod log_softmax_topk;
 pub mod logits;
 pub mod residual;
 pub mod softmax;

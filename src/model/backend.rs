@@ -1,51 +1,196 @@
 //! The `Backend` trait: the operations the Marian model is written against.
 //!
-//! The model (encoder, decoder, KV cache) only calls these; `cpu::Cpu`
-//! implements them with the reference ops, and a CUDA backend can implement
-//! them with device tensors (the associated [`Backend::Tensor`]) and fused
-//! kernels. Search runs on the host: each step downloads the `[rows, vocab]`
-//! scores with [`Backend::download`].
+//! The model (encoder, decoder, KV cache, search) only calls these; the CPU
+//! reference backend implements them with the reference ops, and a GPU
+//! backend can implement them with device tensors (the associated
+//! [`Backend::Tensor`]) and fused kernels. The trait is shaped so that
+//! everything stays on the device between decode steps:
 //!
-//! Tensor conventions: row-major f32 semantics (a backend may store 16-bit,
-//! but statistics and softmax are f32), activations `[rows, seq, width]`,
-//! linear weights `[out_features, in_features]` as Hugging Face stores them,
-//! vectors (biases, LayerNorm gamma / beta) `[n]`. A KV cache tensor is
+//! - weights are uploaded once, in the checkpoint's storage dtype
+//!   ([`Backend::upload`]);
+//! - the key lengths of a batch (right padding) are made once per batch
+//!   ([`Backend::key_lengths`]) and passed by reference to every attention
+//!   call;
+//! - the self-attention KV cache is written in place ([`Backend::kv_write`])
+//!   and read in place by [`Backend::attention`] (no copy of the valid
+//!   positions per step);
+//! - the logits step (log-softmax, the search's masks, top-k) is one
+//!   operation ([`Backend::log_softmax_topk`]) and only `[rows, k]` ids and
+//!   log-probabilities reach the host, where greedy and beam search run.
+//!   The full `[rows, vocab]` block is downloaded only by the teacher-forced
+//!   parity path (`MarianModel::decoder_logits`).
+//!
+//! Tensor conventions: row-major, f32 semantics whatever the storage dtype
+//! (a backend may store f16 / bf16; statistics, softmax and accumulation are
+//! f32), activations `[rows, seq, width]`, linear weights
+//! `[out_features, in_features]` as Hugging Face stores them, vectors
+//! (biases, LayerNorm gamma / beta) `[n]`. A KV cache tensor is
 //! `[rows, capacity, d_model]` of which the first `len` positions are valid.
+//!
+//! Errors: every method returns [`crate::Error`]; shape mismatches are
+//! [`crate::Error::Shape`] naming the op and both shapes, bad ids or
+//! parameters [`crate::Error::InvalidArgument`], and a device backend adds
+//! its own driver errors (allocation, launch, copy).
 
 use crate::activation::Activation;
+use crate::dtype::DType;
 use crate::error::Result;
 
-/// Masking of one attention call (see [`Backend::attention`]).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct AttnMask<'a> {
-    /// `[rows]`: real keys per row (right padding); keys at `>=` this are masked.
-    pub key_lengths: Option<&'a [usize]>,
+/// Masking of one attention call (see [`Backend::attention`]); `L` is the
+/// backend's [`Backend::Lengths`].
+#[derive(Debug)]
+pub struct AttnMask<'a, L> {
+    /// Real keys per row (right padding), made by [`Backend::key_lengths`]:
+    /// keys at positions `>=` a row's length are masked. `None`: every key
+    /// up to `k_len` is real.
+    pub key_lengths: Option<&'a L>,
     /// Query `i` of `q_len` sits at absolute position `k_len - q_len + i`
     /// and sees keys `0..=` that position.
     pub causal: bool,
 }
 
+// Manual impls: the derives would require `L: Clone` / `L: Default`, but
+// the mask only holds a reference to `L`.
+impl<L> Clone for AttnMask<'_, L> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<L> Copy for AttnMask<'_, L> {}
+
+impl<L> Default for AttnMask<'_, L> {
+    fn default() -> Self {
+        AttnMask {
+            key_lengths: None,
+            causal: false,
+        }
+    }
+}
+
+/// Which tokens a logits step scores `-inf` (Hugging Face's logits
+/// processors and this crate's pad mask, as lists of ids; see
+/// [`Backend::log_softmax_topk`]).
+///
+/// Every id must be `< vocab`. `per_row` and `only` are either empty (no
+/// row has such entries) or hold one entry per row.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenMask {
+    /// Ids masked in every row: pad (when it is not an EOS id) and the
+    /// single-token `bad_words_ids`.
+    pub every_row: Vec<u32>,
+    /// `[rows]`: ids masked in that row only: the last token of a
+    /// multi-token bad word whose prefix ends the row's sequence, the EOS
+    /// ids while the row is under `min_length` / `min_new_tokens`.
+    pub per_row: Vec<Vec<u32>>,
+    /// `[rows]`: `Some(ids)` keeps only these ids in that row and masks
+    /// every other one, whatever `every_row` and `per_row` say (the
+    /// forced-EOS step: Hugging Face sets every score to `-inf` but the
+    /// forced ids').
+    pub only: Vec<Option<Vec<u32>>>,
+}
+
+impl TokenMask {
+    /// A mask of `every_row` in every row and nothing per row.
+    pub fn new(every_row: Vec<u32>) -> Self {
+        TokenMask {
+            every_row,
+            per_row: Vec::new(),
+            only: Vec::new(),
+        }
+    }
+
+    /// The ids masked in row `row` besides [`TokenMask::every_row`] (empty
+    /// when `per_row` is empty or shorter).
+    pub fn row_masked(&self, row: usize) -> &[u32] {
+        self.per_row.get(row).map_or(&[], Vec::as_slice)
+    }
+
+    /// The "only these ids" list of row `row`, if it has one.
+    pub fn row_only(&self, row: usize) -> Option<&[u32]> {
+        self.only.get(row).and_then(Option::as_deref)
+    }
+}
+
+/// The `k` best tokens of every row of a logits step, on the host (see
+/// [`Backend::log_softmax_topk`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TopK {
+    /// Rows (sentences × beams).
+    pub rows: usize,
+    /// Entries per row.
+    pub k: usize,
+    /// `[rows, k]` token ids, best first.
+    pub ids: Vec<u32>,
+    /// `[rows, k]` log-probabilities of `ids` (f32, natural log; `-inf` for
+    /// a masked id).
+    pub log_probs: Vec<f32>,
+}
+
+impl TopK {
+    /// Row `r`'s ids, `[k]`, best first (empty past the last row).
+    pub fn row_ids(&self, r: usize) -> &[u32] {
+        self.ids.get(r * self.k..(r + 1) * self.k).unwrap_or(&[])
+    }
+
+    /// Row `r`'s log-probabilities, `[k]`, in the order of [`TopK::row_ids`].
+    pub fn row_log_probs(&self, r: usize) -> &[f32] {
+        self.log_probs
+            .get(r * self.k..(r + 1) * self.k)
+            .unwrap_or(&[])
+    }
+}
+
 /// Operations of the encoder-decoder Transformer on one device.
 pub trait Backend {
-    /// A tensor on this backend's device, with its shape.
+    /// A tensor on this backend's device, with its shape (and, on a device
+    /// backend, its storage dtype).
     type Tensor;
+
+    /// Per-row key lengths of a batch (`[rows]` integers) in the form
+    /// [`Backend::attention`] reads them (a device buffer on a GPU). Made
+    /// once per batch by [`Backend::key_lengths`].
+    type Lengths;
 
     /// Short name for messages (`"cpu"`, `"cuda"`).
     fn name(&self) -> &'static str;
 
-    /// Copies host f32 data of `shape` to the device. Errors: [`crate::Error::Shape`]
-    /// if `data.len()` is not the product of `shape`.
-    fn upload(&self, data: Vec<f32>, shape: &[usize]) -> Result<Self::Tensor>;
+    /// Copies host f32 data of `shape` (row-major) to the device, stored as
+    /// `dtype` (rounded to nearest even when 16-bit). Weights are uploaded
+    /// in the checkpoint's stored dtype (so 16-bit weights stay 16-bit on a
+    /// GPU); activations and host inputs as [`DType::F32`]. A backend may
+    /// store a wider dtype than asked when that is exact (the CPU reference
+    /// keeps f32: widening f16 / bf16 to f32 loses nothing).
+    ///
+    /// Errors: [`crate::Error::Shape`] if `data.len()` is not the product of `shape`.
+    fn upload(&self, data: Vec<f32>, shape: &[usize], dtype: DType) -> Result<Self::Tensor>;
 
-    /// Copies a tensor back to the host as f32, row-major.
+    /// Copies a tensor back to the host as f32, row-major (the product of
+    /// its shape elements).
+    ///
+    /// Errors: a device backend's copy error.
     fn download(&self, t: &Self::Tensor) -> Result<Vec<f32>>;
 
     /// The shape of `t`.
     fn shape<'t>(&self, t: &'t Self::Tensor) -> &'t [usize];
 
-    /// `table[ids] · scale + sinusoid(start + s)`: ids `[rows, seq]`, table
-    /// `[vocab, d_model]`; returns `[rows, seq, d_model]`.
-    /// Errors: an id out of the vocabulary ([`crate::Error::InvalidArgument`]).
+    /// Makes the key lengths of a batch, `lengths` `[rows]` (real keys of
+    /// each row; keys at `>=` its length are masked), for
+    /// [`AttnMask::key_lengths`]. Called once per batch (and again only
+    /// when rows are reordered or dropped), not per attention call.
+    ///
+    /// Errors: [`crate::Error::InvalidArgument`] if a length does not fit
+    /// the backend's index type; a device backend's allocation or copy error.
+    fn key_lengths(&self, lengths: &[usize]) -> Result<Self::Lengths>;
+
+    /// `table[ids] · scale + sinusoid(start + s)`: ids `[rows, seq]` (host),
+    /// table `[vocab, d_model]`; returns `[rows, seq, d_model]` (f32
+    /// semantics). Positions are `start .. start + seq` (sinusoidal, first
+    /// half sin, second half cos; CASES.md D4).
+    ///
+    /// Errors: [`crate::Error::Shape`] if `ids.len() != rows * seq` or the
+    /// table is not 2-D; [`crate::Error::InvalidArgument`] for an id
+    /// `>= vocab`.
     fn embedding(
         &self,
         ids: &[u32],
@@ -57,7 +202,10 @@ pub trait Backend {
     ) -> Result<Self::Tensor>;
 
     /// `act(x · wᵀ + b)` over the last dimension: x `[.., k]`, w `[n, k]`,
-    /// b `[n]`; returns `[.., n]`.
+    /// b `[n]`; returns `[.., n]` (f32 accumulation).
+    ///
+    /// Errors: [`crate::Error::Shape`] if w is not 2-D, x's last dimension
+    /// is not `k` or b is not `[n]`.
     fn linear(
         &self,
         x: &Self::Tensor,
@@ -66,10 +214,16 @@ pub trait Backend {
         act: Option<Activation>,
     ) -> Result<Self::Tensor>;
 
-    /// Multi-head attention `softmax(Q·Kᵀ·scale + mask)·V` with `heads` heads:
-    /// q `[rows, q_len, d]`; k, v `[rows, cap, d]` of which the first `k_len`
-    /// positions are used. Returns `[rows, q_len, d]`. A query whose keys are
-    /// all masked gets 0.
+    /// Multi-head attention `softmax(Q·Kᵀ·scale + mask)·V` with `heads`
+    /// heads of `d / heads`: q `[rows, q_len, d]`; k, v `[rows, cap, d]` of
+    /// which the first `k_len` positions are used. Returns
+    /// `[rows, q_len, d]`. The KV cache is read in place (k, v may be the
+    /// cache buffers themselves; nothing is copied). A query whose keys are
+    /// all masked gets 0, never NaN. Softmax in f32.
+    ///
+    /// Errors: [`crate::Error::Shape`] for non-3-D operands, mismatched
+    /// rows or widths, `k_len > cap`, or key lengths not `[rows]`;
+    /// [`crate::Error::InvalidArgument`] if `d` is not divisible by `heads`.
     #[allow(clippy::too_many_arguments)] // the attention call's natural parameters
     fn attention(
         &self,
@@ -79,10 +233,14 @@ pub trait Backend {
         k_len: usize,
         heads: usize,
         scale: f32,
-        mask: AttnMask<'_>,
+        mask: AttnMask<'_, Self::Lengths>,
     ) -> Result<Self::Tensor>;
 
-    /// `LayerNorm(x + residual) · gamma + beta` over the last dimension.
+    /// `LayerNorm(x + residual) · gamma + beta` over the last dimension
+    /// (width `n`): x and residual of the same shape `[.., n]`, gamma and
+    /// beta `[n]`. f32 statistics, two-pass variance. Returns x's shape.
+    ///
+    /// Errors: [`crate::Error::Shape`] if the shapes do not match.
     fn layer_norm(
         &self,
         x: &Self::Tensor,
@@ -92,20 +250,55 @@ pub trait Backend {
         eps: f32,
     ) -> Result<Self::Tensor>;
 
-    /// Log-softmax over the last dimension (f32).
-    fn log_softmax(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    /// The logits step of one decode step, returning only `[rows, k]` to
+    /// the host.
+    ///
+    /// `logits` is `[.., vocab]` (the output projection with
+    /// `final_logits_bias` already added by [`Backend::linear`]); every
+    /// leading dimension counts as rows (`[rows, 1, vocab]` from a decode
+    /// step is fine). For each row:
+    ///
+    /// 1. `log_prob = log_softmax(logits)` over the FULL vocabulary of the
+    ///    unmasked logits (f32; the pad column is in the normaliser, as
+    ///    Hugging Face does it);
+    /// 2. the ids of `mask` get `log_prob = -inf` (no renormalisation);
+    /// 3. the `k` ids with the highest masked raw logit (`-inf` at masked
+    ///    ids), best first; equal values by lower id, so when fewer than
+    ///    `k` ids are finite the `-inf` entries fill the tail in id order.
+    ///    Ranking by the raw logit, not by `x - lse`, is Hugging Face's
+    ///    greedy argmax over processed logits and avoids ties made by
+    ///    rounding the subtraction.
+    ///
+    /// A NaN anywhere in a row's logits (masked or not) makes every
+    /// log-probability of that row NaN (the search reports it as an error);
+    /// a NaN logit at an unmasked id ranks above every number. A `+inf`
+    /// logit makes the row's log-probabilities NaN too (as PyTorch:
+    /// `inf - inf`).
+    ///
+    /// Errors: [`crate::Error::InvalidArgument`] for `k` outside
+    /// `1..=vocab` or a mask id `>= vocab`; [`crate::Error::Shape`] if
+    /// `mask.per_row` / `mask.only` are neither empty nor `[rows]`.
+    fn log_softmax_topk(&self, logits: &Self::Tensor, mask: &TokenMask, k: usize) -> Result<TopK>;
 
-    /// A zeroed KV-cache buffer `[rows, cap, width]`.
+    /// A zeroed KV-cache buffer `[rows, cap, width]` (compute dtype).
+    ///
+    /// Errors: a device backend's allocation error.
     fn kv_alloc(&self, rows: usize, cap: usize, width: usize) -> Result<Self::Tensor>;
 
     /// Writes `new` (`[rows, t, width]`) into `cache` (`[rows, cap, width]`)
     /// at positions `at .. at + t`, in place (no copy of the rest of the cache).
+    ///
+    /// Errors: [`crate::Error::Shape`] if rows or widths differ or
+    /// `at + t > cap`.
     fn kv_write(&self, cache: &mut Self::Tensor, new: &Self::Tensor, at: usize) -> Result<()>;
 
     /// A new `[rows.len(), cap, width]` buffer whose row `r` holds positions
     /// `0..len` of `cache` row `rows[r]`: reorders beams by their surviving
     /// indices, expands encoder memory per beam, drops finished sentences, or
     /// grows the capacity, copying only the `len` valid positions.
+    ///
+    /// Errors: [`crate::Error::Shape`] if `len` exceeds either capacity;
+    /// [`crate::Error::InvalidArgument`] for a row index past the cache's rows.
     fn kv_gather(
         &self,
         cache: &Self::Tensor,

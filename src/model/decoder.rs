@@ -12,23 +12,26 @@ use crate::model::encoder::EncoderOutput;
 use crate::model::kv_cache::KvCache;
 use crate::model::marian::MarianModel;
 
-/// Everything the decoder keeps between steps for a batch of rows.
-pub struct DecoderState<T> {
+/// Everything the decoder keeps between steps for a batch of rows, on backend `B`.
+pub struct DecoderState<B: Backend> {
     /// Self-attention keys / values of the decoded positions.
-    pub cache: KvCache<T>,
+    pub cache: KvCache<B::Tensor>,
     /// Per layer, cross-attention keys `[rows, src_len, d_model]`.
-    cross_k: Vec<T>,
+    cross_k: Vec<B::Tensor>,
     /// Per layer, cross-attention values `[rows, src_len, d_model]`.
-    cross_v: Vec<T>,
-    /// Real source tokens of each row (key padding of cross-attention).
+    cross_v: Vec<B::Tensor>,
+    /// Real source tokens of each row (key padding of cross-attention), on the host.
     src_lengths: Vec<usize>,
+    /// `src_lengths` on the backend: made once per batch, rebuilt only when
+    /// [`MarianModel::reorder_rows`] changes the row → source map.
+    cross_lengths: B::Lengths,
     /// For each row, the index of its source in the encoder batch.
     row_source: Vec<usize>,
     /// Padded source length.
     src_len: usize,
 }
 
-impl<T> DecoderState<T> {
+impl<B: Backend> DecoderState<B> {
     /// Decoder rows.
     pub fn rows(&self) -> usize {
         self.row_source.len()
@@ -46,13 +49,14 @@ impl<B: Backend> MarianModel<B> {
     /// keys and values are computed once per source and expanded to the rows.
     /// `capacity` is the number of positions to reserve in the KV cache.
     ///
-    /// Errors: [`Error::InvalidArgument`] if a `row_source` entry is not a source of `enc`.
+    /// Errors: [`Error::InvalidArgument`] if a `row_source` entry is not a
+    /// source of `enc`; the backend's errors.
     pub fn start_decoder(
         &self,
-        enc: &EncoderOutput<B::Tensor>,
+        enc: &EncoderOutput<B>,
         row_source: &[usize],
         capacity: usize,
-    ) -> Result<DecoderState<B::Tensor>> {
+    ) -> Result<DecoderState<B>> {
         if let Some(&bad) = row_source.iter().find(|&&s| s >= enc.lengths.len()) {
             return Err(Error::invalid(
                 "start_decoder",
@@ -82,11 +86,14 @@ impl<B: Backend> MarianModel<B> {
             capacity,
             self.config.d_model,
         )?;
+        let src_lengths: Vec<usize> = row_source.iter().map(|&s| enc.lengths[s]).collect();
+        let cross_lengths = b.key_lengths(&src_lengths)?;
         Ok(DecoderState {
             cache,
             cross_k,
             cross_v,
-            src_lengths: row_source.iter().map(|&s| enc.lengths[s]).collect(),
+            src_lengths,
+            cross_lengths,
             row_source: row_source.to_vec(),
             src_len: enc.src_len,
         })
@@ -98,10 +105,10 @@ impl<B: Backend> MarianModel<B> {
     ///
     /// Errors: [`Error::Shape`] if `ids.len() != rows * t`;
     /// [`Error::InvalidArgument`] if a position `>= max_position_embeddings`
-    /// would be decoded; an id past the vocabulary.
+    /// would be decoded; an id past the vocabulary; the backend's errors.
     pub fn decode_step(
         &self,
-        state: &mut DecoderState<B::Tensor>,
+        state: &mut DecoderState<B>,
         ids: &[u32],
         t: usize,
     ) -> Result<B::Tensor> {
@@ -142,7 +149,7 @@ impl<B: Backend> MarianModel<B> {
             causal: true,
         };
         let cross_mask = AttnMask {
-            key_lengths: Some(&state.src_lengths),
+            key_lengths: Some(&state.cross_lengths),
             causal: false,
         };
         for (l, layer) in self.weights.decoder.iter().enumerate() {
@@ -187,8 +194,12 @@ impl<B: Backend> MarianModel<B> {
 
     /// Keeps rows `rows` of the state, in that order: beam reorder by the
     /// surviving indices, or dropping finished sentences. Cross-attention
-    /// memory is gathered only when the row → source map changes.
-    pub fn reorder_rows(&self, state: &mut DecoderState<B::Tensor>, rows: &[usize]) -> Result<()> {
+    /// memory (and its key lengths) is gathered only when the row → source
+    /// map changes.
+    ///
+    /// Errors: [`Error::InvalidArgument`] for a row `>=` the state's rows;
+    /// the backend's errors.
+    pub fn reorder_rows(&self, state: &mut DecoderState<B>, rows: &[usize]) -> Result<()> {
         let n = state.rows();
         if let Some(&bad) = rows.iter().find(|&&r| r >= n) {
             return Err(Error::invalid(
@@ -204,6 +215,7 @@ impl<B: Backend> MarianModel<B> {
                 *t = b.kv_gather(t, rows, state.src_len, state.src_len)?;
             }
             state.src_lengths = rows.iter().map(|&r| state.src_lengths[r]).collect();
+            state.cross_lengths = b.key_lengths(&state.src_lengths)?;
             state.row_source = new_source;
         }
         Ok(())

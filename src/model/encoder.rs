@@ -6,12 +6,16 @@ use crate::error::{Error, Result};
 use crate::model::backend::{AttnMask, Backend};
 use crate::model::marian::MarianModel;
 
-/// The encoder's output for a right-padded batch of sources.
-pub struct EncoderOutput<T> {
+/// The encoder's output for a right-padded batch of sources, on backend `B`.
+pub struct EncoderOutput<B: Backend> {
     /// `[batch, src_len, d_model]`; positions at `>= lengths[b]` are padding.
-    pub hidden: T,
-    /// Real tokens per source.
+    pub hidden: B::Tensor,
+    /// Real tokens per source, `[batch]` on the host.
     pub lengths: Vec<usize>,
+    /// `lengths` on the backend ([`Backend::key_lengths`]), made once per
+    /// batch: the key padding of the encoder's self-attention, and of
+    /// cross-attention when the decoder rows are the sources themselves.
+    pub key_lengths: B::Lengths,
     /// Padded length (the longest source).
     pub src_len: usize,
 }
@@ -21,8 +25,9 @@ impl<B: Backend> MarianModel<B> {
     /// padded with `pad_token_id`.
     ///
     /// Errors: [`Error::InvalidArgument`] for an empty source, a source longer
-    /// than `max_position_embeddings`, or an id past the vocabulary.
-    pub fn encode(&self, sources: &[Vec<u32>]) -> Result<EncoderOutput<B::Tensor>> {
+    /// than `max_position_embeddings`, or an id past the vocabulary; the
+    /// backend's errors.
+    pub fn encode(&self, sources: &[Vec<u32>]) -> Result<EncoderOutput<B>> {
         let cfg = &self.config;
         if let Some(i) = sources.iter().position(Vec::is_empty) {
             return Err(Error::invalid(
@@ -58,8 +63,9 @@ impl<B: Backend> MarianModel<B> {
             0,
         )?;
         let heads = cfg.encoder_attention_heads;
+        let key_lengths = b.key_lengths(&lengths)?;
         let mask = AttnMask {
-            key_lengths: Some(&lengths),
+            key_lengths: Some(&key_lengths),
             causal: false,
         };
         for layer in &self.weights.encoder {
@@ -75,6 +81,7 @@ impl<B: Backend> MarianModel<B> {
         Ok(EncoderOutput {
             hidden: h,
             lengths,
+            key_lengths,
             src_len,
         })
     }

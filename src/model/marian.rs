@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use crate::activation::Activation;
-use crate::cpu::Cpu;
 use crate::error::Result;
 use crate::model::backend::{AttnMask, Backend};
 use crate::model::config::ModelConfig;
@@ -23,24 +22,19 @@ pub struct MarianModel<B: Backend> {
     pub(crate) activation: Activation,
 }
 
-impl MarianModel<Cpu> {
-    /// Loads `dir/config.json` and `dir/model.safetensors` onto the CPU
-    /// reference backend. See [`MarianModel::load_with`].
-    pub fn load(dir: &Path) -> Result<Self> {
-        Self::load_with(Cpu, dir)
-    }
-}
-
 impl<B: Backend> MarianModel<B> {
     /// Loads a Hugging Face Marian checkpoint directory onto `backend`:
     /// `config.json` (with MarianConfig defaults) and `model.safetensors`
-    /// (f32, f16 or bf16), every tensor checked against the config first.
+    /// (f32, f16 or bf16), every tensor checked against the config first,
+    /// then uploaded in its stored dtype (see [`Backend::upload`]). The
+    /// caller picks the backend: `MarianModel::load(Cpu, dir)` for the CPU
+    /// reference.
     ///
     /// Errors: [`crate::Error::Io`] / [`crate::Error::Json`] naming the file;
     /// [`crate::Error::Checkpoint`] naming the file for a corrupt or
     /// truncated safetensors file or tensors that do not match the config
     /// (all listed by name and shape in one message).
-    pub fn load_with(backend: B, dir: &Path) -> Result<Self> {
+    pub fn load(backend: B, dir: &Path) -> Result<Self> {
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
         let path = dir.join("model.safetensors");
         let tensors = read_safetensors(&path)?;
@@ -102,7 +96,7 @@ impl<B: Backend> MarianModel<B> {
         v: &B::Tensor,
         k_len: usize,
         heads: usize,
-        mask: AttnMask<'_>,
+        mask: AttnMask<'_, B::Lengths>,
     ) -> Result<B::Tensor> {
         let head_dim = self.config.d_model / heads.max(1);
         // Marian / "Attention Is All You Need": scores scaled by head_dim^-0.5.

@@ -1,14 +1,16 @@
 //! The model: config.json, model.safetensors, the Backend trait, encoder, decoder, KV cache, search.
 //!
-//! [`MarianModel`] is written once against [`Backend`]; [`crate::cpu::Cpu`]
-//! is the reference implementation. Typical use:
+//! [`MarianModel`] is written once against [`Backend`]; the caller picks the
+//! backend (`transformer_kernels::cpu::Cpu` is the reference implementation).
+//! Nothing in this module depends on a particular backend. Typical use:
 //!
 //! ```no_run
 //! # fn main() -> transformer_kernels::Result<()> {
 //! use std::path::Path;
+//! use transformer_kernels::cpu::Cpu;
 //! use transformer_kernels::model::{GenerationConfig, MarianModel};
 //! let dir = Path::new("models/demo-en-de");
-//! let model = MarianModel::load(dir)?;
+//! let model = MarianModel::load(Cpu, dir)?;
 //! let gen = GenerationConfig::from_model_dir(dir, model.config())?;
 //! let nbest = model.generate(&[vec![12, 34, 0]], &gen)?; // source ids incl. EOS
 //! println!("{:?}", nbest[0][0].ids);
@@ -25,7 +27,7 @@ pub mod marian;
 pub mod search;
 pub mod weights;
 
-pub use backend::{AttnMask, Backend};
+pub use backend::{AttnMask, Backend, TokenMask, TopK};
 pub use config::ModelConfig;
 pub use decoder::DecoderState;
 pub use encoder::EncoderOutput;

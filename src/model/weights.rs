@@ -1,5 +1,6 @@
 //! `model.safetensors` of a Marian checkpoint: read (f32, f16 or bf16,
-//! converted to f32), checked against `config.json`, and handed to a backend.
+//! widened to f32 on the host, the stored dtype recorded), checked against
+//! `config.json`, and handed to a backend in the stored dtype.
 //!
 //! Tensor names and shapes are Hugging Face `MarianMTModel`'s
 //! (`model.encoder.layers.N.self_attn.q_proj.weight` `[d_model, d_model]`, ...;
@@ -20,17 +21,22 @@ use std::sync::Arc;
 
 use safetensors::{Dtype, SafeTensors};
 
+use crate::dtype::DType;
 use crate::error::{fmt_shape, Error, Result};
 use crate::model::backend::Backend;
 use crate::model::config::{ModelConfig, MAX_LAYERS};
 
-/// A tensor read from the checkpoint, widened to f32.
+/// A tensor read from the checkpoint, widened to f32 (exact for f16 and bf16).
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostTensor {
     /// Shape as stored.
     pub shape: Vec<usize>,
     /// Row-major f32 elements.
     pub data: Vec<f32>,
+    /// The dtype the checkpoint stores the tensor in; [`ModelWeights::upload`]
+    /// hands it to [`Backend::upload`] so that a GPU backend can keep 16-bit
+    /// weights 16-bit.
+    pub dtype: DType,
 }
 
 /// Reads every tensor of a safetensors file, widening f16 / bf16 to f32.
@@ -53,19 +59,25 @@ pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
     for (name, view) in st.tensors() {
         let shape = view.shape().to_vec();
         let raw = view.data();
-        let data: Vec<f32> = match view.dtype() {
-            Dtype::F32 => raw
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Dtype::F16 => raw
-                .chunks_exact(2)
-                .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
-                .collect(),
-            Dtype::BF16 => raw
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
-                .collect(),
+        let (data, dtype): (Vec<f32>, DType) = match view.dtype() {
+            Dtype::F32 => (
+                raw.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+                DType::F32,
+            ),
+            Dtype::F16 => (
+                raw.chunks_exact(2)
+                    .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
+                    .collect(),
+                DType::F16,
+            ),
+            Dtype::BF16 => (
+                raw.chunks_exact(2)
+                    .map(|c| half::bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
+                    .collect(),
+                DType::BF16,
+            ),
             other => {
                 bad.push(format!(
                     "{name} {}: dtype {other:?} (expected F32, F16 or BF16)",
@@ -83,7 +95,7 @@ pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
                 fmt_shape(&shape)
             ));
         }
-        out.insert(name, HostTensor { shape, data });
+        out.insert(name, HostTensor { shape, data, dtype });
     }
     if !bad.is_empty() {
         return Err(Error::checkpoint(
@@ -366,7 +378,9 @@ pub struct ModelWeights<T> {
 }
 
 impl<T> ModelWeights<T> {
-    /// Uploads checked host tensors (see [`check_tensors`]) to `backend`.
+    /// Uploads checked host tensors (see [`check_tensors`]) to `backend`,
+    /// each in its stored dtype ([`HostTensor::dtype`]); an absent
+    /// `final_logits_bias` is zeros in the dtype of the output projection.
     ///
     /// Errors: [`Error::Checkpoint`] naming `path` if a tensor is missing
     /// (call [`check_tensors`] first for the full list), or the backend's
@@ -378,13 +392,23 @@ impl<T> ModelWeights<T> {
         mut t: BTreeMap<String, HostTensor>,
     ) -> Result<Self> {
         let bias_host = t.remove("final_logits_bias");
+        let shared = cfg.share_encoder_decoder_embeddings;
+        let head_name = if cfg.tie_word_embeddings {
+            if shared {
+                "model.shared.weight"
+            } else {
+                "model.decoder.embed_tokens.weight"
+            }
+        } else {
+            "lm_head.weight"
+        };
+        let head_dtype = t.get(head_name).map_or(DType::F32, |h| h.dtype);
         let mut take = |name: &str| -> Result<T> {
             let h = t
                 .remove(name)
                 .ok_or_else(|| Error::checkpoint(path, format!("missing tensor {name}")))?;
-            backend.upload(h.data, &h.shape)
+            backend.upload(h.data, &h.shape, h.dtype)
         };
-        let shared = cfg.share_encoder_decoder_embeddings;
         let (encoder_embed, decoder_embed) = if shared {
             let s = Arc::new(take("model.shared.weight")?);
             (s.clone(), s)
@@ -400,11 +424,11 @@ impl<T> ModelWeights<T> {
             Arc::new(take("lm_head.weight")?)
         };
         let tv = cfg.target_vocab_size();
-        let bias_data = match bias_host {
-            Some(h) => h.data,
-            None => vec![0.0; tv],
+        let (bias_data, bias_dtype) = match bias_host {
+            Some(h) => (h.data, h.dtype),
+            None => (vec![0.0; tv], head_dtype),
         };
-        let final_logits_bias = backend.upload(bias_data, &[tv])?;
+        let final_logits_bias = backend.upload(bias_data, &[tv], bias_dtype)?;
         let mut encoder = Vec::with_capacity(cfg.encoder_layers);
         for i in 0..cfg.encoder_layers {
             let p = format!("model.encoder.layers.{i}");

@@ -5,7 +5,8 @@
 //!
 //! 1. scores = log_softmax(logits) over the full vocabulary, then the logits
 //!    processors, plus each beam's running score (f32); beams 1.. start at -1e9.
-//! 2. The top `K = max(2, 1 + n_eos) · num_beams` of `num_beams · vocab`.
+//! 2. The top `K = max(2, 1 + n_eos) · num_beams` of `num_beams · vocab`
+//!    (ties: the lower flat index `beam · vocab + token`).
 //! 3. A candidate hits a stopping criterion if its token is EOS or the
 //!    sequence reaches max_length. The best `num_beams` candidates that did
 //!    not hit one (others get -1e9 added) continue.
@@ -23,8 +24,24 @@
 //! the batch (in Hugging Face they keep running with frozen results, so the
 //! outcome is the same). The self-attention KV cache is reordered by the
 //! surviving beams' parent rows each step.
-
-use std::cmp::Ordering;
+//!
+//! Step 2 without the `[rows, vocab]` block: the backend's logits step
+//! returns each row's best `min(K, vocab)` tokens by masked raw logit with
+//! their log-probabilities (masked: `-inf`); the running score is added on
+//! the host and the candidates of a source's beams are merged by (score
+//! descending, flat index ascending). A candidate in the flat top K is among
+//! its row's top K, so the merge sees what Hugging Face's `topk` sees. At
+//! the forced-EOS step the processed score of each forced id is 0 (not its
+//! log-probability) plus the running score, `-inf` elsewhere; such a row's
+//! candidates are the forced ids, then the lowest other ids at `-inf`, in
+//! id order (the flat order of Hugging Face's ties).
+//!
+//! The one theoretical difference: within a row, `log_prob + running_score`
+//! in f32 (or `x - lse` itself) can round two different raw logits to the
+//! same score. If such a tie falls exactly at the row's K-th entry,
+//! Hugging Face breaks it by the lower id, possibly with an entry this
+//! search did not fetch (it ranks the row by raw logit). That needs a
+//! rounding coincidence at the boundary and has never been observed.
 
 use crate::error::Result;
 use crate::model::backend::Backend;
@@ -32,7 +49,7 @@ use crate::model::encoder::EncoderOutput;
 use crate::model::generation::{EarlyStopping, GenerationConfig};
 use crate::model::marian::MarianModel;
 use crate::model::search::processors::Processors;
-use crate::model::search::{check_scores, Hypothesis};
+use crate::model::search::{check_scores, top_row, Hypothesis};
 
 /// Hugging Face's "very large negative" score for unusable beams.
 const NEG_LARGE: f32 = -1.0e9;
@@ -67,33 +84,52 @@ fn len_penalty(len: usize, lp: f32) -> f32 {
     (len as f64).powf(f64::from(lp)) as f32
 }
 
-/// Descending by score; ties keep the lower flat index first.
-fn top_k(scores: &[f32], rows: usize, vocab: usize, k: usize) -> Vec<Cand> {
-    let mut best: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
-    for (flat, &s) in scores[..rows * vocab].iter().enumerate() {
-        if best.len() == k {
-            match best.last() {
-                Some(&(worst, _)) if s.total_cmp(&worst) != Ordering::Greater => continue,
-                _ => {}
-            }
-        }
-        // Insert after every entry that is >= s (stable for ties).
-        let pos = best.partition_point(|&(b, _)| b.total_cmp(&s) != Ordering::Less);
-        best.insert(pos, (s, flat));
-        best.truncate(k);
+/// Sorts candidates best first: score descending (`total_cmp`), then the
+/// lower flat index `beam · vocab + token` (Hugging Face's `topk` order).
+fn sort_candidates(cands: &mut [Cand]) {
+    cands.sort_by(|x, y| {
+        y.score
+            .total_cmp(&x.score)
+            .then_with(|| (x.beam, x.token).cmp(&(y.beam, y.token)))
+    });
+}
+
+/// Appends the candidates of a forced-EOS row: each forced id (sorted)
+/// with processed score `0 + running`, then the lowest other ids with
+/// `-inf`, `per_row` in all (Hugging Face: every score `-inf` but the
+/// forced ids' 0, plus the running score).
+fn forced_candidates(
+    forced: &[u32],
+    vocab: usize,
+    per_row: usize,
+    running: f32,
+    beam: usize,
+    out: &mut Vec<Cand>,
+) {
+    let start = out.len();
+    for &token in forced.iter().take(per_row) {
+        out.push(Cand {
+            score: 0.0 + running,
+            beam,
+            token,
+        });
     }
-    best.into_iter()
-        .map(|(score, flat)| Cand {
-            score,
-            beam: flat / vocab,
-            token: (flat % vocab) as u32,
-        })
-        .collect()
+    let mut token = 0u32;
+    while out.len() - start < per_row && (token as usize) < vocab {
+        if !forced.contains(&token) {
+            out.push(Cand {
+                score: f32::NEG_INFINITY,
+                beam,
+                token,
+            });
+        }
+        token += 1;
+    }
 }
 
 pub(crate) fn beam_search<B: Backend>(
     model: &MarianModel<B>,
-    enc: &EncoderOutput<B::Tensor>,
+    enc: &EncoderOutput<B>,
     gen: &GenerationConfig,
     cap: usize,
 ) -> Result<Vec<Vec<Hypothesis>>> {
@@ -101,10 +137,13 @@ pub(crate) fn beam_search<B: Backend>(
     let k = gen.num_beams;
     let vocab = model.config.target_vocab_size();
     let proc = Processors::new(gen);
+    let mut mask = proc.token_mask();
     let max_length = proc.max_length();
     let lp = gen.length_penalty;
     let start = gen.decoder_start_token_id;
     let keep_k = (1 + gen.eos_token_id.len()).max(2) * k;
+    // A row can give at most its whole vocabulary to the flat top K.
+    let per_row = keep_k.min(vocab);
 
     let mut items: Vec<Item> = (0..n)
         .map(|_| Item {
@@ -128,30 +167,45 @@ pub(crate) fn beam_search<B: Backend>(
     let mut state = model.start_decoder(enc, &row_source, cap)?;
     let mut ids = vec![start; n * k];
     let mut cur_len = 1usize; // sequence length including the start token
-    let mut scores = Vec::new();
+    let mut cands: Vec<Cand> = Vec::with_capacity(k * per_row);
 
     while !active.is_empty() {
         let logits = model.decode_step(&mut state, &ids, 1)?;
-        let log_probs = model
-            .backend
-            .download(&model.backend.log_softmax(&logits)?)?;
+        proc.fill_rows(
+            &mut mask,
+            active
+                .iter()
+                .flat_map(|&i| items[i].running.iter().map(Vec::as_slice)),
+        );
+        let top = model.backend.log_softmax_topk(&logits, &mask, per_row)?;
         let mut next_active = Vec::with_capacity(active.len());
         let mut parent_rows = Vec::with_capacity(active.len() * k);
         for (a, &item_idx) in active.iter().enumerate() {
             let item = &mut items[item_idx];
-            scores.clear();
-            scores.extend_from_slice(&log_probs[a * k * vocab..][..k * vocab]);
-            // top_k orders by total_cmp, where NaN is the largest value: a
-            // NaN must fail here, not become the best candidate.
-            check_scores(&scores, cur_len - 1, a * k)?;
-            for (j, row) in scores.chunks_exact_mut(vocab).enumerate() {
-                proc.apply(&item.running[j], row);
-                let rs = item.running_scores[j];
-                for s in row.iter_mut() {
-                    *s += rs;
+            // The candidates sort by total_cmp, where NaN is the largest
+            // value: a NaN must fail here, not become the best candidate.
+            // (A NaN logit makes its whole row's log-probabilities NaN.)
+            for r in a * k..(a + 1) * k {
+                let (row_ids, row_lps) = top_row(&top, r, per_row)?;
+                check_scores(row_ids, row_lps, cur_len - 1, r)?;
+            }
+            cands.clear();
+            for (j, &rs) in item.running_scores.iter().enumerate() {
+                let r = a * k + j;
+                match mask.row_only(r) {
+                    Some(forced) => forced_candidates(forced, vocab, per_row, rs, j, &mut cands),
+                    None => {
+                        let (row_ids, row_lps) = top_row(&top, r, per_row)?;
+                        cands.extend(row_ids.iter().zip(row_lps).map(|(&token, &lp)| Cand {
+                            score: lp + rs,
+                            beam: j,
+                            token,
+                        }));
+                    }
                 }
             }
-            let cands = top_k(&scores, k, vocab, keep_k);
+            sort_candidates(&mut cands);
+            cands.truncate(keep_k);
             let hits: Vec<bool> = cands
                 .iter()
                 .map(|c| proc.is_eos(c.token) || cur_len + 1 >= max_length)

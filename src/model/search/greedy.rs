@@ -2,25 +2,33 @@
 //! step the processed logits' argmax; a row stops at EOS or when the sequence
 //! (start token included) reaches max_length. Finished rows leave the batch
 //! (their KV-cache rows are dropped), which does not change the others.
+//!
+//! Each step asks the backend for the top-1 of every row by masked raw logit
+//! (Hugging Face's argmax over the processed logits: ties by lower id) and
+//! its log-probability; the hypothesis score adds the model's own
+//! log-probability of the token (the logits step masks without
+//! renormalising, so the returned value is that log-probability). At the
+//! forced-EOS step Hugging Face sets every score to `-inf` but the forced
+//! ids' (0), so its argmax is the lowest forced id: the step asks for the
+//! forced ids alone and takes the lowest, adding its real log-probability.
 
-use crate::cpu::softmax::log_softmax_in_place;
 use crate::error::Result;
 use crate::model::backend::Backend;
 use crate::model::encoder::EncoderOutput;
 use crate::model::generation::GenerationConfig;
 use crate::model::marian::MarianModel;
 use crate::model::search::processors::Processors;
-use crate::model::search::{argmax, check_scores, Hypothesis};
+use crate::model::search::{check_scores, top_row, Hypothesis};
 
 pub(crate) fn greedy<B: Backend>(
     model: &MarianModel<B>,
-    enc: &EncoderOutput<B::Tensor>,
+    enc: &EncoderOutput<B>,
     gen: &GenerationConfig,
     cap: usize,
 ) -> Result<Vec<Vec<Hypothesis>>> {
     let n = enc.lengths.len();
-    let vocab = model.config.target_vocab_size();
     let proc = Processors::new(gen);
+    let mut mask = proc.token_mask();
     let start = gen.decoder_start_token_id;
     // seqs include the start token, as Hugging Face's input_ids.
     let mut seqs: Vec<Vec<u32>> = vec![vec![start]; n];
@@ -28,26 +36,40 @@ pub(crate) fn greedy<B: Backend>(
     let mut active: Vec<usize> = (0..n).collect();
     let mut state = model.start_decoder(enc, &active, cap)?;
     let mut ids = vec![start; n];
-    let mut row_buf = vec![0.0f32; vocab];
     while !active.is_empty() {
-        let logits = model
-            .backend
-            .download(&model.decode_step(&mut state, &ids, 1)?)?;
+        let logits = model.decode_step(&mut state, &ids, 1)?;
+        proc.fill_rows(&mut mask, active.iter().map(|&i| seqs[i].as_slice()));
+        // One entry per row, or every forced id at the forced-EOS step.
+        let k = mask
+            .only
+            .iter()
+            .flatten()
+            .map(Vec::len)
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let top = model.backend.log_softmax_topk(&logits, &mask, k)?;
         let mut keep = Vec::with_capacity(active.len());
         for (r, &item) in active.iter().enumerate() {
-            let row = &logits[r * vocab..][..vocab];
             let step = seqs[item].len() - 1;
-            // A NaN anywhere (even at a token the processors mask) would
-            // make the score NaN: fail rather than emit a meaningless result.
-            check_scores(row, step, r)?;
-            row_buf.copy_from_slice(row);
-            proc.apply(&seqs[item], &mut row_buf);
-            let tok = argmax(&row_buf, step, r)?;
-            // Score with the model's own log-probabilities.
-            row_buf.copy_from_slice(row);
-            log_softmax_in_place(&mut row_buf);
-            scores[item] += row_buf[tok];
-            let tok = tok as u32;
+            let (row_ids, row_lps) = top_row(&top, r, k)?;
+            // A NaN logit anywhere in the row (even at a token the
+            // processors mask) makes the row's log-probabilities NaN:
+            // fail rather than emit a meaningless result.
+            check_scores(row_ids, row_lps, step, r)?;
+            let (tok, lp) = match mask.row_only(r).and_then(|only| only.iter().min()) {
+                // The forced step: the lowest forced id. It is among the
+                // entries unless its logit is -inf (then so is its log-prob).
+                Some(&tok) => {
+                    let lp = row_ids
+                        .iter()
+                        .position(|&id| id == tok)
+                        .map_or(f32::NEG_INFINITY, |j| row_lps[j]);
+                    (tok, lp)
+                }
+                None => (row_ids[0], row_lps[0]),
+            };
+            scores[item] += lp;
             seqs[item].push(tok);
             let done = proc.is_eos(tok) || seqs[item].len() >= proc.max_length();
             if !done {

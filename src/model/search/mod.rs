@@ -2,13 +2,19 @@
 //! `generate` semantics (transformers 5.x `GenerationMixin._sample` for
 //! greedy and `_beam_search` for beams), so that token ids match the
 //! reference exactly.
+//!
+//! Each step downloads only the `[rows, k]` best ids and log-probabilities
+//! of the backend's logits step ([`Backend::log_softmax_topk`]), never the
+//! `[rows, vocab]` block: the logits processors are masks handed to that
+//! step, and greedy (k = 1) and beam search (k = the candidates Hugging
+//! Face keeps per step) need nothing else.
 
 mod beam;
 mod greedy;
 pub(crate) mod processors;
 
 use crate::error::{Error, Result};
-use crate::model::backend::Backend;
+use crate::model::backend::{Backend, TopK};
 use crate::model::generation::GenerationConfig;
 use crate::model::marian::MarianModel;
 
@@ -103,37 +109,52 @@ impl<B: Backend> MarianModel<B> {
     }
 }
 
-/// Fails when a decoder score row holds a NaN: NaN logits come from weights
+/// Fails when a decoder score holds a NaN: NaN logits come from weights
 /// or activations that overflowed, and picking a token anyway (NaN compares
-/// false, so the argmax would be token 0, EOS for opus-mt) would turn the
-/// fault into a silently empty translation.
+/// false, so an argmax would be token 0, EOS for opus-mt) would turn the
+/// fault into a silently empty translation. The backend's logits step makes
+/// every log-probability of a row NaN when any of its logits is NaN, so the
+/// row's top-k suffices.
 ///
+/// `ids` and `scores` are one row of a [`crate::model::TopK`] (`[k]` each);
 /// `step` is the generated position (0-based), `row` the decoder row.
-pub(crate) fn check_scores(scores: &[f32], step: usize, row: usize) -> Result<()> {
+/// Errors: [`Error::InvalidArgument`] naming the first NaN entry's token.
+pub(crate) fn check_scores(ids: &[u32], scores: &[f32], step: usize, row: usize) -> Result<()> {
     match scores.iter().position(|v| v.is_nan()) {
         None => Ok(()),
-        Some(i) => Err(Error::invalid(
-            "generate",
-            format!(
-                "the decoder produced a NaN score (token {i}, decoder row {row}, step {step}): \
-                 the model's activations overflowed or the weights are corrupt"
-            ),
-        )),
+        Some(i) => {
+            let token = ids.get(i).copied().unwrap_or(i as u32);
+            Err(Error::invalid(
+                "generate",
+                format!(
+                    "the decoder produced a NaN score (token {token}, decoder row {row}, step {step}): \
+                     the model's activations overflowed or the weights are corrupt"
+                ),
+            ))
+        }
     }
 }
 
-/// Index of the first maximum (as `torch.argmax`); 0 for an empty or all-`-inf` row.
+/// Row `r` of `top` as `(ids, log_probs)`, `[k]` each.
 ///
-/// Errors: [`Error::InvalidArgument`] when the row holds a NaN (see [`check_scores`]).
-pub(crate) fn argmax(row: &[f32], step: usize, row_index: usize) -> Result<usize> {
-    check_scores(row, step, row_index)?;
-    let mut best = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = i;
-        }
+/// Errors: [`Error::Shape`] if the backend returned fewer rows or entries
+/// than asked (a backend bug; never a panic).
+pub(crate) fn top_row(top: &TopK, r: usize, k: usize) -> Result<(&[u32], &[f32])> {
+    let (ids, lps) = (top.row_ids(r), top.row_log_probs(r));
+    if top.k != k || ids.len() != k || lps.len() != k {
+        return Err(Error::shape(
+            "log_softmax_topk",
+            format!("row {r} of [rows, {k}]"),
+            format!(
+                "[{}, {}] ({} ids, {} log-probs)",
+                top.rows,
+                top.k,
+                top.ids.len(),
+                top.log_probs.len()
+            ),
+        ));
     }
-    Ok(best)
+    Ok((ids, lps))
 }
 
 #[cfg(test)]
@@ -141,22 +162,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn argmax_takes_the_first_maximum() {
-        assert_eq!(argmax(&[0.5, 2.0, -1.0, 2.0], 0, 0).unwrap(), 1);
-        assert_eq!(argmax(&[f32::NEG_INFINITY; 3], 0, 0).unwrap(), 0);
-    }
-
-    #[test]
-    fn argmax_rejects_a_nan_score_instead_of_picking_eos() {
-        // NaN at index 1: a plain comparison loop would return 0 (EOS).
-        for row in [[f32::NAN, 1.0, 2.0], [0.0, f32::NAN, -1.0]] {
-            match argmax(&row, 3, 2) {
+    fn a_nan_score_is_an_error_naming_its_token_instead_of_picking_eos() {
+        for (ids, row) in [
+            ([7, 3, 0], [f32::NAN; 3]),
+            ([4, 2, 9], [0.0, f32::NAN, -1.0]),
+        ] {
+            match check_scores(&ids, &row, 3, 2) {
                 Err(Error::InvalidArgument { op, msg }) => {
                     assert_eq!(op, "generate");
                     assert!(msg.contains("NaN") && msg.contains("step 3"), "{msg}");
+                    let token = ids[row.iter().position(|v| v.is_nan()).unwrap()];
+                    assert!(msg.contains(&format!("token {token},")), "{msg}");
                 }
                 other => panic!("expected a NaN error, got {other:?}"),
             }
         }
+        check_scores(&[1, 2], &[f32::NEG_INFINITY, -0.5], 0, 0).unwrap();
+    }
+
+    #[test]
+    fn a_short_top_k_row_is_an_error_not_a_panic() {
+        let top = TopK {
+            rows: 1,
+            k: 2,
+            ids: vec![1, 2],
+            log_probs: vec![-1.0, -2.0],
+        };
+        assert!(top_row(&top, 0, 2).is_ok());
+        assert!(top_row(&top, 1, 2).is_err());
+        assert!(top_row(&top, 0, 3).is_err());
     }
 }
