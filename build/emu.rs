@@ -77,14 +77,24 @@ fn compile(include: &Path, kernel_dir: &Path, out: &Path) -> Result<Vec<(String,
     let emu_h = kernel_dir.join("emu/emu.h");
     let mut table = Vec::new();
     let mut objects = Vec::new();
-    for src in crate::nvcc::kernel_sources(kernel_dir) {
+    // The kernels, and the emulator's own broken kernels (its self-tests).
+    let mut sources = crate::nvcc::kernel_sources(kernel_dir);
+    sources.push(kernel_dir.join("emu/faults.cu"));
+    for src in sources {
         let stem = src
             .file_stem()
             .and_then(|s| s.to_str())
-            .ok_or_else(|| format!("bad kernel file name {}", src.display()))?
-            .to_string();
+            .ok_or_else(|| format!("bad kernel file name {}", src.display()))?;
+        let stem = if stem == "faults" {
+            "emu_faults".to_string()
+        } else {
+            stem.to_string()
+        };
         let mut b = base(include, kernel_dir);
-        b.flag("-x").flag("c++").flag("-include").flag(emu_h.to_str().unwrap_or_default());
+        b.flag("-x")
+            .flag("c++")
+            .flag("-include")
+            .flag(emu_h.to_str().unwrap_or_default());
         b.file(&src);
         let objs = b
             .try_compile_intermediates()
@@ -100,7 +110,8 @@ fn compile(include: &Path, kernel_dir: &Path, out: &Path) -> Result<Vec<(String,
     b.file(kernel_dir.join("emu/runtime.cpp"));
     b.objects(objects);
     b.out_dir(out.join("emu"));
-    b.try_compile("tk_emu").map_err(|e| format!("emulator runtime: {e}"))?;
+    b.try_compile("tk_emu")
+        .map_err(|e| format!("emulator runtime: {e}"))?;
     table.sort();
     Ok(table)
 }

@@ -83,9 +83,10 @@ __device__ __forceinline__ void layer_norm_impl(const LayerNormParams& p) {
         // The shift: h[0], read by every thread of the group (one broadcast load).
         const float shift = tk::to_f32<T>(xr[0]) + (has_res ? tk::to_f32<T>(rr[0]) : 0.0f);
 
-        // Load h = x + residual. Elements past the row end hold `shift`, so
-        // they add 0 to the first pass.
+        // Load h - shift (h = x + residual) and sum it (pass 1). Elements
+        // past the row end hold 0, so they add nothing.
         float v[CH][W];
+        float s = 0.0f;
 #pragma unroll
         for (int j = 0; j < CH; ++j) {
             const int64_t e0 = (static_cast<int64_t>(j) * G + tid) * W;
@@ -97,30 +98,30 @@ __device__ __forceinline__ void layer_norm_impl(const LayerNormParams& p) {
 #pragma unroll
                     for (int w = 0; w < W; ++w) v[j][w] += r[w];
                 }
+#pragma unroll
+                for (int w = 0; w < W; ++w) {
+                    v[j][w] -= shift;
+                    s += v[j][w];
+                }
             } else {
 #pragma unroll
                 for (int w = 0; w < W; ++w) {
                     const int64_t e = e0 + w;
-                    float h = shift;
+                    float h = 0.0f;
                     if (e < H) {
                         h = tk::to_f32<T>(xr[e]);
                         if (has_res) h += tk::to_f32<T>(rr[e]);
+                        h -= shift;
                     }
                     v[j][w] = h;
+                    s += h;
                 }
             }
         }
 
-        // Pass 1: m = sum(h - shift) / H, the mean relative to the shift;
-        // v becomes h - shift (exact when h is within a factor 2 of shift).
-        float s = 0.0f;
-#pragma unroll
-        for (int j = 0; j < CH; ++j)
-#pragma unroll
-            for (int w = 0; w < W; ++w) {
-                v[j][w] -= shift;
-                s += v[j][w];
-            }
+        // Pass 1 (summed while loading): m = sum(h - shift) / H, the mean
+        // relative to the shift (h - shift is exact when h is within a
+        // factor 2 of shift).
         s = NWARPS == 1 ? tk::warp_sum(s) : tk::block_sum<NWARPS>(s, scratch);
         const float mean = s * inv_h;
 

@@ -280,7 +280,8 @@ proptest! {
             };
             let key = |id: u32| if masked(id) { f32::NEG_INFINITY } else { x[r * vocab + id as usize] };
             let mut want: Vec<u32> = (0..vocab as u32).collect();
-            want.sort_by(|&a, &b| key(b).total_cmp(&key(a)).then(a.cmp(&b)));
+            // IEEE order (-0.0 == 0.0, as torch.topk and argmax compare), ties by lower id.
+            want.sort_by(|&a, &b| key(b).partial_cmp(&key(a)).unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(&b)));
             prop_assert_eq!(top.row_ids(r), &want[..k], "row {}", r);
             for (&id, &lp) in top.row_ids(r).iter().zip(top.row_log_probs(r)) {
                 let expect = if masked(id) { f32::NEG_INFINITY } else { full[r * vocab + id as usize] };

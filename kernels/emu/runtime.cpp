@@ -4,8 +4,10 @@
 // Scheduling: the blocks of the grid run one after another; within a
 // block the scheduler resumes the runnable threads in the launch's order
 // (forward, reverse, or a seeded shuffle) until each blocks at a barrier or
-// a warp collective, or exits. A barrier releases when every participant
-// has arrived. When no thread is runnable and some have not exited, the
+// a warp collective, or exits; a barrier releases when every participant
+// has arrived. In the eager order a released barrier's threads run again
+// at once, lowest thread first (one warp races ahead of the others), which
+// shows the races that the round-robin orders hide. When no thread is runnable and some have not exited, the
 // kernel is stuck: that is reported as an error naming each waiting thread
 // (a __syncthreads some threads never reach, a warp mask naming an exited
 // lane), never as a hang.
@@ -56,6 +58,7 @@ struct Launch {
     std::vector<char> stacks;
     size_t stack_bytes = 0;
     ucontext_t scheduler;
+    bool eager = false;
     Fiber* cur = nullptr;
     bool failed = false;
     std::string error;
@@ -137,30 +140,55 @@ bool release_barriers() {
 }
 
 std::string describe_stuck() {
-    std::string s = "deadlock: no thread can proceed;";
-    int shown = 0;
+    std::string s = "deadlock: no thread can proceed:";
+    int at_barrier = 0, exited = 0;
+    const Fiber *first_barrier = nullptr, *first_exited = nullptr;
     for (const Fiber& f : g->fibers) {
-        if (f.wait == Wait::None) continue;
-        if (++shown > 8) {
-            s += " ...";
-            break;
+        if (f.wait == Wait::Block) {
+            if (!first_barrier) first_barrier = &f;
+            ++at_barrier;
+        } else if (f.wait == Wait::Done) {
+            if (!first_exited) first_exited = &f;
+            ++exited;
         }
-        s += " " + where(f) + ": ";
-        char buf[96];
-        switch (f.wait) {
-            case Wait::Block:
-                s += "waits at __syncthreads;";
-                break;
-            case Wait::Warp:
-                snprintf(buf, sizeof buf, "waits in %s with mask 0x%08x;", f.what, f.mask);
-                s += buf;
-                break;
-            case Wait::Done:
-                s += "has exited;";
-                break;
-            default:
-                break;
+    }
+    char buf[256];
+    if (at_barrier > 0) {
+        snprintf(buf, sizeof buf, " %d of %zu threads wait at __syncthreads (first: %s)",
+                 at_barrier, g->fibers.size(), where(*first_barrier).c_str());
+        s += buf;
+        if (exited > 0) {
+            snprintf(buf, sizeof buf, " while %d have exited (first: %s): a barrier some threads never reach;",
+                     exited, where(*first_exited).c_str());
+            s += buf;
+        } else {
+            s += ";";
         }
+    }
+    // Each warp collective that cannot complete, once per warp.
+    int last_warp = -1;
+    for (const Fiber& f : g->fibers) {
+        if (f.wait != Wait::Warp || f.linear / 32 == last_warp) continue;
+        last_warp = f.linear / 32;
+        unsigned gone = 0, elsewhere = 0;
+        for (int l = 0; l < 32; ++l) {
+            if (!(f.mask >> l & 1u)) continue;
+            const Fiber& o = lane_fiber(f, l);
+            if (o.wait == Wait::Done) gone |= 1u << l;
+            else if (o.wait != Wait::Warp || o.mask != f.mask) elsewhere |= 1u << l;
+        }
+        snprintf(buf, sizeof buf, " %s waits in %s with mask 0x%08x", where(f).c_str(), f.what,
+                 f.mask);
+        s += buf;
+        if (gone) {
+            snprintf(buf, sizeof buf, ", whose lanes 0x%08x have exited", gone);
+            s += buf;
+        }
+        if (elsewhere) {
+            snprintf(buf, sizeof buf, ", whose lanes 0x%08x wait elsewhere", elsewhere);
+            s += buf;
+        }
+        s += ";";
     }
     return s;
 }
@@ -175,6 +203,31 @@ void run_block() {
         f.ctx.uc_stack.ss_size = g->stack_bytes;
         f.ctx.uc_link = &g->scheduler;
         makecontext(&f.ctx, fiber_main, 0);
+    }
+    if (g->eager) {
+        for (;;) {
+            Fiber* next = nullptr;
+            for (int idx : g->order)
+                if (g->fibers[idx].wait == Wait::None) {
+                    next = &g->fibers[idx];
+                    break;
+                }
+            if (next) {
+                g->cur = next;
+                swapcontext(&g->scheduler, &next->ctx);
+                if (g->failed) return;
+                release_barriers();
+                continue;
+            }
+            bool all_done = true;
+            for (const Fiber& f : g->fibers)
+                if (f.wait != Wait::Done) all_done = false;
+            if (all_done) return;
+            if (release_barriers()) continue;
+            g->failed = true;
+            g->error = std::string("kernel ") + g->name + ": " + describe_stuck();
+            return;
+        }
     }
     for (;;) {
         bool progress = false;
@@ -284,7 +337,8 @@ unsigned ballot(unsigned mask, bool pred, const char* what) {
 }  // namespace tk_emu
 
 // Order of the threads within a block: 0 forward, 1 reverse, 2 a shuffle
-// seeded by `seed` (a new permutation per block).
+// seeded by `seed` (a new permutation per block), 3 eager (forward order,
+// released threads run again at once).
 extern "C" int tk_emu_launch(const char* name, void (*call)(const void*, const void*),
                              const void* kernel, const void* params, const uint32_t grid[3],
                              const uint32_t block[3], int order, uint64_t seed, char* error,
@@ -295,6 +349,7 @@ extern "C" int tk_emu_launch(const char* name, void (*call)(const void*, const v
     launch.call = call;
     launch.kernel = kernel;
     launch.params = params;
+    launch.eager = order == 3;
     const size_t threads = size_t(block[0]) * block[1] * block[2];
     if (threads == 0 || threads > 1024 || grid[0] == 0 || grid[1] == 0 || grid[2] == 0) {
         snprintf(error, error_len, "kernel %s: invalid launch: grid (%u,%u,%u) block (%u,%u,%u)",

@@ -131,4 +131,17 @@ typedef struct BiasActivationParams {
     int64_t cols;
 } BiasActivationParams;
 
+/**
+ * kernels/emu/faults.cu (emulator self-tests only, never built by nvcc):
+ * deliberately broken kernels that the SIMT emulator must catch.
+ */
+typedef struct EmuFaultParams {
+    /** Host address (emulator memory): n f32 inputs. */
+    const float *in;
+    /** Host address (emulator memory): n f32 outputs. */
+    float *out;
+    /** Number of elements, >= 0. */
+    int64_t n;
+} EmuFaultParams;
+
 #endif /* TK_PARAMS_H */

@@ -192,3 +192,22 @@ const _: () = {
     ["Offset of field: BiasActivationParams::cols"]
         [::core::mem::offset_of!(BiasActivationParams, cols) - 32usize];
 };
+#[doc = " kernels/emu/faults.cu (emulator self-tests only, never built by nvcc):\n deliberately broken kernels that the SIMT emulator must catch."]
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct EmuFaultParams {
+    #[doc = " Host address (emulator memory): n f32 inputs."]
+    pub in_: *const f32,
+    #[doc = " Host address (emulator memory): n f32 outputs."]
+    pub out: *mut f32,
+    #[doc = " Number of elements, >= 0."]
+    pub n: i64,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of EmuFaultParams"][::core::mem::size_of::<EmuFaultParams>() - 24usize];
+    ["Alignment of EmuFaultParams"][::core::mem::align_of::<EmuFaultParams>() - 8usize];
+    ["Offset of field: EmuFaultParams::in_"][::core::mem::offset_of!(EmuFaultParams, in_) - 0usize];
+    ["Offset of field: EmuFaultParams::out"][::core::mem::offset_of!(EmuFaultParams, out) - 8usize];
+    ["Offset of field: EmuFaultParams::n"][::core::mem::offset_of!(EmuFaultParams, n) - 16usize];
+};

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod demo_model;
+pub mod kernel_device;
 pub mod lines;
 pub mod translate;
 pub mod verify;

@@ -1,13 +1,15 @@
 //! `verify` subcommand: every CUDA kernel against the CPU reference on
 //! random inputs at the model's shapes, as a table (op, dtype, shape, max
-//! abs error, max rel error, tolerance, pass/fail). Exit status non-zero on
-//! any failure, and when there is no GPU (with the reason).
+//! abs error, max rel error, tolerance, pass/fail), on a GPU or on the SIMT
+//! emulator (`--device emu`). `--op NAME --shape AxB..` checks one op at one
+//! shape. Exit status non-zero on any failure, and when the device cannot
+//! be opened (with the reason).
 //!
 //! The ops, their shapes, checks and tolerances come from
 //! [`transformer_kernels::ops::REGISTRY`]; this file only prints.
 
-use transformer_kernels::cuda::Device;
-use transformer_kernels::ops::{self, CheckRow};
+use super::kernel_device::KernelDevice;
+use transformer_kernels::ops::{self, Case, CheckRow};
 use transformer_kernels::{DType, Error, Result};
 
 /// Options of `verify`.
@@ -16,27 +18,45 @@ pub struct Args {
     /// Storage dtypes to check (comma-separated: f32,f16,bf16).
     #[arg(long, value_delimiter = ',', default_value = "f32,f16,bf16")]
     dtype: Vec<DType>,
-    /// Only these ops (comma-separated registry names: convert, layer_norm,
-    /// embedding, logits, bias_activation); all when absent.
+    /// Only these ops (comma-separated): convert (N), layer_norm
+    /// (ROWSxHIDDEN), embedding (BATCHxSEQxD_MODELxVOCABxOFFSET), logits
+    /// (ROWSxVOCABxK), bias_activation (ROWSxCOLS); all when absent.
     #[arg(long, value_delimiter = ',')]
     op: Vec<String>,
+    /// One shape for the op of `--op` (dimensions joined by `x`; what they
+    /// mean is the op's, see `--op`'s list: e.g. `--op layer_norm --shape 3x5`).
+    #[arg(long)]
+    shape: Option<String>,
+    /// The variant for `--shape` (e.g. `plain` for layer_norm, `swish` for
+    /// bias_activation, `bf16` as convert's destination); the op's default
+    /// when absent.
+    #[arg(long)]
+    variant: Option<String>,
     /// Seed of the random inputs (printed, so a failure can be replayed).
     #[arg(long, default_value_t = 0x7e57)]
     seed: u64,
-    /// CUDA device ordinal.
-    #[arg(long, default_value_t = 0)]
-    device: usize,
+    /// Where the kernels run: `cuda` (GPU 0), `cuda:N`, `N`, or `emu` (the
+    /// SIMT emulator on the CPU: slow, no GPU needed).
+    #[arg(long, default_value = "cuda")]
+    device: KernelDevice,
 }
 
 /// Runs `verify`.
 pub fn run(args: Args) -> Result<()> {
     let selected = select_ops(&args.op)?;
-    let dev = Device::open(args.device).map_err(|e| match e {
-        Error::NoCuda(why) => Error::NoCuda(format!(
-            "{why}; `verify` runs the kernels on a GPU and has nothing to check without one"
-        )),
-        other => other,
-    })?;
+    let shape = match &args.shape {
+        None => None,
+        Some(s) => {
+            let [op] = selected[..] else {
+                return Err(Error::invalid(
+                    "verify",
+                    "--shape needs exactly one --op (the dimensions are the op's)",
+                ));
+            };
+            Some(parse_case(op, s, args.variant.as_deref())?)
+        }
+    };
+    let dev = args.device.open("verify")?;
     println!(
         "verify: {} (compute capability {}.{}), seed {:#x}",
         dev.name(),
@@ -47,7 +67,11 @@ pub fn run(args: Args) -> Result<()> {
     let mut rows = Vec::new();
     for &dtype in &args.dtype {
         for (i, op) in selected.iter().enumerate() {
-            for (j, case) in (op.verify_cases)().iter().enumerate() {
+            let cases = match &shape {
+                Some(c) => vec![c.clone()],
+                None => (op.verify_cases)(),
+            };
+            for (j, case) in cases.iter().enumerate() {
                 // A distinct, replayable seed per (dtype, op, case).
                 let seed = args.seed ^ ((dtype as u64) << 32) ^ ((i as u64) << 16) ^ j as u64;
                 rows.extend((op.check)(&dev, dtype, case, seed)?);
@@ -66,6 +90,39 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// A case of `op` from `--shape` (`AxBxC`) and `--variant`.
+fn parse_case(op: &ops::Op, shape: &str, variant: Option<&str>) -> Result<Case> {
+    let dims = shape
+        .split('x')
+        .map(|d| d.trim().parse::<usize>())
+        .collect::<std::result::Result<Vec<usize>, _>>()
+        .map_err(|_| {
+            Error::invalid(
+                "verify",
+                format!("--shape {shape:?}: expected dimensions joined by x, e.g. 3x5"),
+            )
+        })?;
+    if dims.len() != op.dims.len() {
+        return Err(Error::invalid(
+            "verify",
+            format!(
+                "--shape {shape:?}: {} takes {} dimensions: {}",
+                op.name,
+                op.dims.len(),
+                op.dims.join("x")
+            ),
+        ));
+    }
+    let default_variant = (op.verify_cases)()
+        .first()
+        .map(|c| c.variant.clone())
+        .unwrap_or_default();
+    Ok(Case::new(
+        &dims,
+        variant.map_or(default_variant, str::to_string),
+    ))
+}
+
 /// The registry entries named in `names` (all when empty).
 fn select_ops(names: &[String]) -> Result<Vec<&'static ops::Op>> {
     if names.is_empty() {
@@ -75,7 +132,10 @@ fn select_ops(names: &[String]) -> Result<Vec<&'static ops::Op>> {
         .iter()
         .map(|n| {
             ops::find(n).ok_or_else(|| {
-                let known: Vec<&str> = ops::REGISTRY.iter().map(|o| o.name).collect();
+                let known: Vec<String> = ops::REGISTRY
+                    .iter()
+                    .map(|o| format!("{} ({})", o.name, o.dims.join("x")))
+                    .collect();
                 Error::invalid(
                     "verify",
                     format!("unknown op {n:?}; known ops: {}", known.join(", ")),

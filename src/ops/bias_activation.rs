@@ -17,6 +17,7 @@ use crate::{DType, Error, Result};
 /// The registry entry.
 pub const OP: Op = Op {
     name: "bias_activation",
+    dims: &["ROWS", "COLS"],
     kernels: kernel::kernels,
     verify_cases,
     check: check_case,

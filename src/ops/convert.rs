@@ -15,6 +15,7 @@ use crate::{DType, Result};
 /// The registry entry.
 pub const OP: Op = Op {
     name: "convert",
+    dims: &["N"],
     kernels: kernel::kernels,
     verify_cases,
     check: check_case,

@@ -14,6 +14,7 @@ use crate::{DType, Result};
 /// The registry entry.
 pub const OP: Op = Op {
     name: "layer_norm",
+    dims: &["ROWS", "HIDDEN"],
     kernels: kernel::kernels,
     verify_cases,
     check: check_case,

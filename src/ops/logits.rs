@@ -15,6 +15,7 @@ use crate::{DType, Result};
 /// The registry entry.
 pub const OP: Op = Op {
     name: "logits",
+    dims: &["ROWS", "VOCAB", "K"],
     kernels: kernel::kernels,
     verify_cases,
     check: check_case,

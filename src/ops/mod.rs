@@ -159,6 +159,9 @@ pub type CheckFn = fn(&Arc<Device>, DType, &Case, u64) -> Result<Vec<CheckRow>>;
 pub struct Op {
     /// The op's one name (kernel file, wrapper, reference, test, bench).
     pub name: &'static str,
+    /// What each dimension of a [`Case`] means (`verify --shape` takes them
+    /// in this order, joined by `x`).
+    pub dims: &'static [&'static str],
     /// Every kernel symbol of the op (checked against the fatbins).
     pub kernels: fn() -> Vec<KernelRef>,
     /// The cases `verify` checks by default (the model's shapes).

@@ -72,14 +72,28 @@ pub enum Schedule {
     Reverse,
     /// A permutation per block from this seed.
     Shuffle(u64),
+    /// Thread order, but threads released from a barrier run again at once
+    /// (one warp races ahead): shows missing barriers that round-robin hides.
+    Eager,
 }
 
 impl Schedule {
-    /// From `TK_EMU_SCHEDULE` (`forward`, `reverse`, `shuffle` or
+    /// Every order the fault tests try (one shuffle seed).
+    pub const ALL: [Schedule; 4] = [
+        Schedule::Forward,
+        Schedule::Reverse,
+        Schedule::Shuffle(0x5eed),
+        Schedule::Eager,
+    ];
+}
+
+impl Schedule {
+    /// From `TK_EMU_SCHEDULE` (`forward`, `reverse`, `eager`, `shuffle` or
     /// `shuffle:SEED`); forward when unset or unrecognised.
     pub fn from_env() -> Self {
         match std::env::var("TK_EMU_SCHEDULE").ok().as_deref() {
             Some("reverse") => Schedule::Reverse,
+            Some("eager") => Schedule::Eager,
             Some(s) if s.starts_with("shuffle") => Schedule::Shuffle(
                 s.strip_prefix("shuffle:")
                     .and_then(|n| n.parse().ok())
@@ -311,6 +325,7 @@ impl EmuRuntime {
             Schedule::Forward => (0, 0),
             Schedule::Reverse => (1, 0),
             Schedule::Shuffle(s) => (2, s),
+            Schedule::Eager => (3, 0),
         };
         let name = CString::new(kernel.symbol).unwrap_or_default();
         let grid = [shape.grid.0, shape.grid.1, shape.grid.2];
@@ -352,5 +367,168 @@ impl EmuRuntime {
         _twin: *const c_void,
     ) -> Result<()> {
         Err(Error::KernelsNotBuilt)
+    }
+}
+
+#[cfg(all(test, tk_emu_built))]
+mod tests {
+    //! The emulator's own checks, held to deliberately broken kernels
+    //! (`kernels/emu/faults.cu`) in every scheduling order, so they cannot rot.
+
+    use super::*;
+    use crate::cuda::params::EmuFaultParams;
+    use crate::cuda::runtime::LaunchParams;
+    use crate::cuda::{Device, DeviceTensor};
+
+    // SAFETY: bindgen's `#[repr(C)]` twin of the C struct in params.h.
+    unsafe impl LaunchParams for EmuFaultParams {}
+
+    /// Runs `symbol` of faults.cu on one block of 64 threads over `input`
+    /// (`n` outputs); returns the launch result and the output.
+    fn run(
+        symbol: &'static str,
+        schedule: Schedule,
+        input: &[f32],
+        n: usize,
+    ) -> (Result<()>, Vec<f32>) {
+        let dev = Device::with_runtime(Box::new(EmuRuntime::with_schedule(schedule).unwrap()));
+        let inp = DeviceTensor::from_host(&dev, input, &[input.len()]).unwrap();
+        let mut out = DeviceTensor::<f32>::zeros(&dev, &[n]).unwrap();
+        let p = EmuFaultParams {
+            in_: inp.device_ptr() as *const f32,
+            out: out.device_ptr_mut() as *mut f32,
+            n: n as i64,
+        };
+        let kernel = KernelRef {
+            module: "emu_faults",
+            symbol,
+        };
+        // SAFETY: `in` holds input.len() >= n floats and `out` n floats of
+        // this emulator; the kernels' bugs are the point of the test, and
+        // the fences catch them.
+        let r = unsafe { dev.launch(kernel, LaunchShape::linear(1, 64), &p) };
+        (r, out.to_host().unwrap())
+    }
+
+    fn input() -> Vec<f32> {
+        (0..64).map(|i| i as f32 + 1.0).collect()
+    }
+
+    fn fault(r: Result<()>, symbol: &str, schedule: Schedule, needles: &[&str]) {
+        match r {
+            Err(Error::KernelFault(msg)) => {
+                for n in needles {
+                    assert!(
+                        msg.contains(n),
+                        "{symbol} {schedule:?}: {n:?} not in {msg:?}"
+                    );
+                }
+                assert!(
+                    msg.contains(symbol),
+                    "{symbol} {schedule:?}: kernel not named: {msg}"
+                );
+            }
+            other => panic!("{symbol} {schedule:?}: expected a KernelFault, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn correct_kernels_pass_in_every_order() {
+        let x = input();
+        let total: f32 = x.iter().sum();
+        for s in Schedule::ALL {
+            let (r, out) = run("emu_ok_copy", s, &x, 64);
+            r.unwrap();
+            assert_eq!(out, x, "{s:?}");
+            let (r, out) = run("emu_ok_two_sums", s, &x, 64);
+            r.unwrap();
+            assert!(out.iter().all(|&v| v == 3.0 * total), "{s:?}: {out:?}");
+        }
+    }
+
+    #[test]
+    fn off_by_one_tail_write_is_caught() {
+        for s in Schedule::ALL {
+            let (r, _) = run("emu_fault_off_by_one", s, &input(), 40);
+            fault(
+                r,
+                "emu_fault_off_by_one",
+                s,
+                &["out-of-bounds write", "byte 0 past its end"],
+            );
+        }
+    }
+
+    #[test]
+    fn out_of_bounds_read_sees_poison() {
+        let x = input();
+        for s in Schedule::ALL {
+            // n = 64 = the input's length: the last thread reads in[64].
+            let (r, out) = run("emu_fault_oob_read", s, &x, 64);
+            r.unwrap();
+            assert_eq!(&out[..63], &x[1..], "{s:?}");
+            assert!(
+                out[63].is_nan(),
+                "{s:?}: the read past the end gave {}",
+                out[63]
+            );
+        }
+    }
+
+    #[test]
+    fn missing_barrier_before_scratch_reuse_is_caught_by_the_eager_order() {
+        let x = input();
+        let total: f32 = x.iter().sum();
+        let (r, out) = run("emu_fault_missing_sync", Schedule::Eager, &x, 64);
+        r.unwrap();
+        let wrong = out.iter().filter(|&&v| v != 3.0 * total).count();
+        assert!(
+            wrong > 0,
+            "the race went unseen in the eager order: {out:?}"
+        );
+    }
+
+    #[test]
+    fn divergent_barrier_is_an_error_not_a_hang() {
+        for s in Schedule::ALL {
+            let (r, _) = run("emu_fault_divergent_barrier", s, &input(), 64);
+            fault(
+                r,
+                "emu_fault_divergent_barrier",
+                s,
+                &[
+                    "deadlock",
+                    "16 of 64 threads wait at __syncthreads",
+                    "48 have exited",
+                ],
+            );
+        }
+    }
+
+    #[test]
+    fn shuffle_mask_errors_are_caught() {
+        for s in Schedule::ALL {
+            let (r, _) = run("emu_fault_shuffle_outside_mask", s, &input(), 64);
+            fault(
+                r,
+                "emu_fault_shuffle_outside_mask",
+                s,
+                &["with mask 0x0000ffff reads lane", "not in it"],
+            );
+            let (r, _) = run("emu_fault_shuffle_exited_lane", s, &input(), 64);
+            fault(
+                r,
+                "emu_fault_shuffle_exited_lane",
+                s,
+                &["mask 0xffffffff", "exited"],
+            );
+            let (r, _) = run("emu_fault_mask_without_caller", s, &input(), 64);
+            fault(
+                r,
+                "emu_fault_mask_without_caller",
+                s,
+                &["which is not in it"],
+            );
+        }
     }
 }
