@@ -80,15 +80,15 @@ fn compile(include: &Path, kernel_dir: &Path, out: &Path) -> Result<Vec<(String,
     // The kernels, and the emulator's own broken kernels (its self-tests).
     let mut sources = crate::nvcc::kernel_sources(kernel_dir);
     sources.push(kernel_dir.join("emu/faults.cu"));
+    sources.push(kernel_dir.join("emu/selftest.cu"));
     for src in sources {
         let stem = src
             .file_stem()
             .and_then(|s| s.to_str())
             .ok_or_else(|| format!("bad kernel file name {}", src.display()))?;
-        let stem = if stem == "faults" {
-            "emu_faults".to_string()
-        } else {
-            stem.to_string()
+        let stem = match stem {
+            "faults" | "selftest" => format!("emu_{stem}"),
+            other => other.to_string(),
         };
         let mut b = base(include, kernel_dir);
         b.flag("-x")

@@ -21,7 +21,7 @@
 #     $OUT/status.txt gets one line per step as soon as the step ends (read it if the
 #     run is cut short). Exit status: non-zero when a test, verify or bench failed or
 #     timed out (PyTorch is informative).
-#     The criterion benches are packed too (bin names layer_norm, embedding, logits,
+#     The criterion benches are packed too (bin names convert, layer_norm, embedding, logits,
 #     bias_activation under the unpacked benches/); run one by hand with `<bin> --bench`.
 #
 # Device budget (why the limits below are what they are): one device command may run

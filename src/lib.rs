@@ -7,14 +7,20 @@
 //! Transformer of "Attention Is All You Need" (Vaswani et al., 2017) as
 //! Marian / opus-mt checkpoints ship it in Hugging Face format.
 //!
+//! - [`activation`]: the FFN activations (config vocabulary, kernel ABI).
 //! - [`cpu`]: the reference ops, plain and obviously right; the oracle.
-//! - [`cuda`]: device, module loading, [`cuda::DeviceTensor`], one wrapper per kernel.
+//! - [`cuda`]: the launch seam ([`cuda::runtime`]: a GPU through cudarc, or
+//!   the SIMT emulator), [`cuda::Device`], [`cuda::DeviceTensor`], one
+//!   wrapper per kernel.
+//! - [`ops`]: each op's check against the reference and its workload,
+//!   shared by tests, `verify`, `bench` and the criterion benches.
 //! - [`model`]: config, safetensors weights, the `Backend` trait, encoder,
 //!   decoder with KV cache, greedy and beam search.
 //! - [`tokenizer`]: SentencePiece + vocab.json as `MarianTokenizer` does it.
 //!
-//! Run status: no kernel has run on a GPU yet (compiled for sm_80 and
-//! sm_90a, checked statically); the README's status table is kept current.
+//! Run status: every kernel has executed on the SIMT emulator (in CI);
+//! none has run on a GPU yet (compiled for sm_80 and sm_90a, checked
+//! statically); the README's status table is kept current.
 
 pub mod activation;
 pub mod cpu;

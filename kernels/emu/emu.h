@@ -78,6 +78,21 @@ unsigned ballot(unsigned mask, bool pred, const char* what);
 // The calling thread's lane (0..31).
 int lane_id();
 
+// ---- tensor-core and async-copy instructions (ptx.cuh's emulated twins) ----
+// cp.async: `bytes` at `dst` are poisoned (0xFF) at issue; `src_bytes` of
+// `src` (the rest zero) land only when the issuing thread waits for the
+// copy's group, so a read of a stage before its wait reads poison (NaN).
+void cp_async(void* dst, const void* src, int bytes, int src_bytes);
+// Closes the group of copies issued since the last commit.
+void cp_async_commit();
+// Lands every copy of the groups older than the `n` most recent committed
+// ones; `n < 0`: every copy, committed or not (cp.async.wait_all).
+void cp_async_wait(int n);
+// ldmatrix.sync.aligned.m8n8.x{count}[.trans].shared.b16 (full warp).
+void ldmatrix(uint32_t* r, int count, bool trans, const void* smem);
+// mma.sync.aligned.m16n8k16.row.col.f32.{bf16|f16}.{bf16|f16}.f32 (full warp).
+void mma_m16n8k16(float* d, const uint32_t* a, const uint32_t* b, const float* c, bool bf16);
+
 template <typename T>
 inline uint64_t to_bits(T v) {
     static_assert(sizeof(T) <= 8, "a warp shuffle moves at most 8 bytes");

@@ -35,6 +35,14 @@ namespace {
 
 enum class Wait { None, Block, Warp, Done };
 
+// One cp.async in flight.
+struct Pending {
+    unsigned char* dst;
+    const unsigned char* src;
+    int bytes, src_bytes;
+    int group;  // index of the group it belongs to (== committed while open)
+};
+
 struct Fiber {
     ucontext_t ctx;
     Dim3 tid;
@@ -44,6 +52,9 @@ struct Fiber {
     const char* what = "";   // the collective's name
     uint64_t value = 0;      // published value of an exchange
     bool pred = false;       // published predicate of a vote
+    const void* buf = nullptr;  // published buffer of a gather
+    std::vector<Pending> pending;  // cp.async copies not yet landed
+    int committed = 0;             // groups committed so far
 };
 
 typedef void (*Trampoline)(const void* kernel, const void* params);
@@ -198,6 +209,8 @@ void run_block() {
     for (size_t i = 0; i < g->fibers.size(); ++i) {
         Fiber& f = g->fibers[i];
         f.wait = Wait::None;
+        f.pending.clear();
+        f.committed = 0;
         getcontext(&f.ctx);
         f.ctx.uc_stack.ss_sp = g->stacks.data() + i * g->stack_bytes;
         f.ctx.uc_stack.ss_size = g->stack_bytes;
@@ -321,6 +334,117 @@ uint64_t exchange(unsigned mask, uint64_t value, int src, const char* what) {
     const uint64_t got = lane_fiber(*f, src).value;
     warp_wait(mask, what);  // every lane has read before anyone publishes again
     return got;
+}
+
+// Every lane of the (full) warp publishes `mine` (`bytes` bytes); `all`
+// receives the 32 buffers in lane order. The buffers live on the lanes'
+// stacks, valid while they wait here.
+static void warp_gather(const void* mine, size_t bytes, void* all, const char* what) {
+    Fiber* f = g->cur;
+    f->buf = mine;
+    warp_wait(0xffffffffu, what);
+    for (int l = 0; l < 32; ++l)
+        memcpy(static_cast<char*>(all) + l * bytes, lane_fiber(*f, l).buf, bytes);
+    warp_wait(0xffffffffu, what);
+}
+
+void cp_async(void* dst, const void* src, int bytes, int src_bytes) {
+    Fiber* f = g->cur;
+    if (src_bytes < 0 || src_bytes > bytes) {
+        char buf[96];
+        snprintf(buf, sizeof buf, "cp.async with src-size %d of %d bytes", src_bytes, bytes);
+        fail(where(*f) + ": " + buf);
+    }
+    memset(dst, 0xFF, bytes);
+    f->pending.push_back(Pending{static_cast<unsigned char*>(dst),
+                                 static_cast<const unsigned char*>(src), bytes, src_bytes,
+                                 f->committed});
+}
+
+void cp_async_commit() { ++g->cur->committed; }
+
+void cp_async_wait(int n) {
+    Fiber* f = g->cur;
+    const int limit = n < 0 ? 1 << 30 : f->committed - n;  // groups below land
+    std::vector<Pending> keep;
+    for (const Pending& p : f->pending) {
+        if (p.group < limit) {
+            memcpy(p.dst, p.src, p.src_bytes);
+            memset(p.dst + p.src_bytes, 0, p.bytes - p.src_bytes);
+        } else {
+            keep.push_back(p);
+        }
+    }
+    f->pending.swap(keep);
+}
+
+void ldmatrix(uint32_t* r, int count, bool trans, const void* smem) {
+    const void* addr[32];
+    warp_gather(&smem, sizeof smem, addr, trans ? "ldmatrix.trans" : "ldmatrix");
+    const int l = g->cur->linear % 32;
+    for (int i = 0; i < count; ++i) {
+        uint16_t e[2];
+        for (int j = 0; j < 2; ++j) {
+            // Lane 8i + row supplied the address of row `row` of matrix i.
+            const int row = trans ? 2 * (l % 4) + j : l / 4;
+            const int col = trans ? l / 4 : 2 * (l % 4) + j;
+            memcpy(&e[j], static_cast<const char*>(addr[8 * i + row]) + 2 * col, 2);
+        }
+        r[i] = uint32_t(e[0]) | (uint32_t(e[1]) << 16);
+    }
+}
+
+static float half_bits_to_f32(uint16_t b, bool bf16) {
+    if (bf16) {
+        __nv_bfloat16 v;
+        memcpy(&v, &b, 2);
+        return __bfloat162float(v);
+    }
+    __half v;
+    memcpy(&v, &b, 2);
+    return __half2float(v);
+}
+
+void mma_m16n8k16(float* d, const uint32_t* a, const uint32_t* b, const float* c, bool bf16) {
+    struct Frag {
+        uint32_t a[4], b[2];
+        float c[4];
+    } mine, all[32];
+    memcpy(mine.a, a, sizeof mine.a);
+    memcpy(mine.b, b, sizeof mine.b);
+    memcpy(mine.c, c, sizeof mine.c);
+    warp_gather(&mine, sizeof mine, all, "mma.sync.m16n8k16");
+    // Rebuild A (16x16), B (16x8) and C (16x8) from every lane's fragments
+    // (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point type").
+    float A[16][16], B[16][8], C[16][8];
+    for (int lane = 0; lane < 32; ++lane) {
+        const int gq = lane / 4, t = lane % 4;
+        const Frag& f = all[lane];
+        for (int h = 0; h < 2; ++h) {
+            const auto el = [&](uint32_t reg) {
+                return half_bits_to_f32(uint16_t(h ? reg >> 16 : reg & 0xFFFFu), bf16);
+            };
+            A[gq][2 * t + h] = el(f.a[0]);
+            A[gq + 8][2 * t + h] = el(f.a[1]);
+            A[gq][2 * t + 8 + h] = el(f.a[2]);
+            A[gq + 8][2 * t + 8 + h] = el(f.a[3]);
+            B[2 * t + h][gq] = el(f.b[0]);
+            B[2 * t + 8 + h][gq] = el(f.b[1]);
+            C[gq][2 * t + h] = f.c[h];
+            C[gq + 8][2 * t + h] = f.c[2 + h];
+        }
+    }
+    // This lane's D elements, accumulated in f32 in k order (the tensor
+    // core's own order and internal precision are not specified; a GPU run
+    // is the final word on them).
+    const int lane = g->cur->linear % 32, gq = lane / 4, t = lane % 4;
+    const int rows[4] = {gq, gq, gq + 8, gq + 8};
+    const int cols[4] = {2 * t, 2 * t + 1, 2 * t, 2 * t + 1};
+    for (int i = 0; i < 4; ++i) {
+        float acc = C[rows[i]][cols[i]];
+        for (int k = 0; k < 16; ++k) acc += A[rows[i]][k] * B[k][cols[i]];
+        d[i] = acc;
+    }
 }
 
 unsigned ballot(unsigned mask, bool pred, const char* what) {

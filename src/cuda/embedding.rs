@@ -12,7 +12,8 @@
 //! Reference: `cpu::embedding::embedding` (the tests and `verify` compare;
 //! this module never calls the reference).
 //!
-//! Run status: compiled, not run (no GPU run recorded in BENCHMARKS.md).
+//! Run status: executed on the SIMT emulator (its tests and `verify --device
+//! emu`); not run on a GPU (no GPU run recorded in BENCHMARKS.md).
 
 use super::check::{grid_for, i64_of, same_device, shape_is};
 use super::device::Device;

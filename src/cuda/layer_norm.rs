@@ -7,7 +7,8 @@
 //! are f32 whatever the storage dtype, two-pass over the row in registers
 //! (shifted by the row's first element), never `E[h²] − E[h]²`.
 //!
-//! Run status: compiled, not run (no GPU run recorded in BENCHMARKS.md).
+//! Run status: executed on the SIMT emulator (its tests and `verify --device
+//! emu`); not run on a GPU (no GPU run recorded in BENCHMARKS.md).
 
 use super::check::{grid_for, i64_of, same_device, shape_is};
 use super::device::Device;

@@ -12,7 +12,8 @@
 //! thread to stay latency-tolerant there. Splitting the vocabulary of a row
 //! across blocks would use the whole GPU for such steps (not done).
 //!
-//! Run status: compiled, not run (no GPU run recorded in BENCHMARKS.md).
+//! Run status: executed on the SIMT emulator (its tests and `verify --device
+//! emu`); not run on a GPU (no GPU run recorded in BENCHMARKS.md).
 
 use std::sync::Arc;
 

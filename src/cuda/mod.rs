@@ -25,10 +25,12 @@
 //! `unsafe` launch. [`numerics`] holds the tolerance type and the
 //! comparison that tests and `verify` share.
 //!
-//! Run status: every kernel here is **compiled, not run**: they build for
-//! sm_80 and sm_90a without register spills and their GPU tests exist, but
-//! no GPU has executed them yet (the machines they were written on have
-//! none). A GPU run is recorded, with its date, in BENCHMARKS.md.
+//! Run status: every kernel here has **executed on the SIMT emulator**
+//! ([`runtime::emu`], in CI, every GPU test body and `verify --device emu`)
+//! and has **not run on a GPU**: they build for sm_80 and sm_90a without
+//! register spills, but no GPU has executed them yet (the machines they
+//! were written on have none). A GPU run is recorded, with its date, in
+//! BENCHMARKS.md.
 
 pub mod bias_activation;
 pub(crate) mod check;

@@ -17,9 +17,10 @@
 // Today these are the wrappers that the upcoming tensor-core GEMM
 // (kernels/linear.cu) and flash attention need; no kernel calls them yet: cp.async (global -> shared, asynchronous, zero
 // fill), ldmatrix (shared -> mma fragments) and mma.sync m16n8k16 with f32
-// accumulation. All require sm_80 or newer. They are defined for the host
+// accumulation. All require sm_80 or newer. They are defined for nvcc's host
 // pass and for device passes targeting sm_80+ (the build targets sm_80 and
-// sm_90a; see TK_CUDA_ARCHS). On an older device target each name is a
+// sm_90a; see TK_CUDA_ARCHS); the emulator's host compile (TK_EMU) gets
+// asm-free twins with the same layouts. On an older device target each name is a
 // stand-in whose static_assert fires only where it is called: a kernel
 // that uses them fails to compile for that target with a message naming
 // the wrapper, a kernel that does not is unaffected.
@@ -29,7 +30,42 @@
 
 namespace tk {
 
-#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+#if defined(TK_EMU)
+
+// ---- the SIMT emulator's twins (kernels/emu/emu.h, runtime.cpp) ------------
+// The same functions with the same fragment layouts (documented with each
+// PTX version below), executed as warp collectives by the emulator; no asm.
+
+__device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, int src_bytes) {
+    ::tk_emu::cp_async(smem, gmem, 16, src_bytes);
+}
+__device__ __forceinline__ void cp_async_commit() { ::tk_emu::cp_async_commit(); }
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+    static_assert(N >= 0, "cp.async.wait_group takes a non-negative count");
+    ::tk_emu::cp_async_wait(N);
+}
+__device__ __forceinline__ void cp_async_wait_all() { ::tk_emu::cp_async_wait(-1); }
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem) {
+    ::tk_emu::ldmatrix(r, 4, false, smem);
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem) {
+    ::tk_emu::ldmatrix(r, 4, true, smem);
+}
+__device__ __forceinline__ void ldmatrix_x2(uint32_t (&r)[2], const void* smem) {
+    ::tk_emu::ldmatrix(r, 2, false, smem);
+}
+__device__ __forceinline__ void mma_m16n8k16_f32_bf16(float (&d)[4], const uint32_t (&a)[4],
+                                                      const uint32_t (&b)[2],
+                                                      const float (&c)[4]) {
+    ::tk_emu::mma_m16n8k16(d, a, b, c, true);
+}
+__device__ __forceinline__ void mma_m16n8k16_f32_f16(float (&d)[4], const uint32_t (&a)[4],
+                                                     const uint32_t (&b)[2],
+                                                     const float (&c)[4]) {
+    ::tk_emu::mma_m16n8k16(d, a, b, c, false);
+}
+
+#elif !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
 
 // ---- cp.async: asynchronous global -> shared copies -----------------------
 // PTX ISA: "Data Movement and Conversion Instructions: cp.async",
@@ -168,6 +204,6 @@ template <int N> __device__ void cp_async_wait() {
     static_assert(N < 0 && N >= 0, "tk::cp_async_wait needs sm_80 or newer");
 }
 
-#endif  // !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+#endif  // TK_EMU / sm_80+ / older
 
 }  // namespace tk
