@@ -4,9 +4,9 @@
 // Index loops mirror the formulas of the naive references.
 #![allow(clippy::needless_range_loop)]
 
-mod model_common;
+mod common_model;
 
-use model_common::{assert_close, Rng};
+use common_model::{assert_close, Rng};
 use transformer_kernels::cpu::attention::{attention, AttentionDims, AttentionMask};
 use transformer_kernels::cpu::embedding::sinusoidal_positions;
 use transformer_kernels::cpu::layer_norm::layer_norm;

@@ -8,9 +8,9 @@
 // Index loops mirror the formulas of the naive references.
 #![allow(clippy::needless_range_loop)]
 
-mod model_common;
+mod common_model;
 
-use model_common::{assert_close, Rng};
+use common_model::{assert_close, Rng};
 use proptest::prelude::*;
 use transformer_kernels::cpu::activation::apply;
 use transformer_kernels::cpu::attention::{

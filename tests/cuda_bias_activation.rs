@@ -5,7 +5,7 @@
 //! "gelu" is the erf form. Every test prints one "skipped" line without a GPU.
 
 #[macro_use]
-mod common;
+mod common_kernels;
 
 use std::sync::Arc;
 
@@ -39,11 +39,11 @@ fn check<T: DeviceElement>(
         T::DTYPE
     );
     let row = ops::bias_activation::check::<T>(dev, rows, cols, act, with_bias, seed);
-    common::assert_rows(row.map(|r| vec![r]), &ctx);
+    common_kernels::assert_rows(row.map(|r| vec![r]), &ctx);
 }
 
 fn random_shapes<T: DeviceElement>(test: &str) {
-    let Some(dev) = common::gpu_or_skip(test) else {
+    let Some(dev) = common_kernels::device_or_skip(test) else {
         return;
     };
     let cols = prop_oneof![1usize..=40, 2040usize..=2056, 1usize..=5000];
@@ -61,7 +61,7 @@ fn random_shapes<T: DeviceElement>(test: &str) {
 
 /// The model's FFN: 4096 tokens x ffn_dim 2048, every activation.
 fn model_shapes<T: DeviceElement>(test: &str) {
-    let Some(dev) = common::gpu_or_skip(test) else {
+    let Some(dev) = common_kernels::device_or_skip(test) else {
         return;
     };
     for act in ACTS {
@@ -82,7 +82,7 @@ per_dtype! {
 /// tanh approximation gives 0.8411920 (a difference far above tolerance).
 #[test]
 fn gelu_is_the_erf_form() {
-    let Some(dev) = common::gpu_or_skip("gelu_is_the_erf_form") else {
+    let Some(dev) = common_kernels::device_or_skip("gelu_is_the_erf_form") else {
         return;
     };
     let x = DeviceTensor::from_host(&dev, &[1.0f32, -1.0], &[1, 2]).unwrap();

@@ -2,7 +2,7 @@
 //! of dtypes, on random bit patterns (NaN, ±inf, subnormals, overflow
 //! included) of awkward lengths.
 
-mod common;
+mod common_kernels;
 
 use half::{bf16, f16};
 use proptest::prelude::*;
@@ -60,7 +60,7 @@ fn all_pairs(dev: &std::sync::Arc<transformer_kernels::cuda::Device>, bits: &[u3
 
 #[test]
 fn convert_matches_cpu_on_special_values() {
-    let Some(dev) = common::gpu_or_skip("convert_matches_cpu_on_special_values") else {
+    let Some(dev) = common_kernels::device_or_skip("convert_matches_cpu_on_special_values") else {
         return;
     };
     let specials: Vec<u32> = [
@@ -91,7 +91,7 @@ fn convert_matches_cpu_on_special_values() {
 
 #[test]
 fn convert_matches_cpu_on_random_bits() {
-    let Some(dev) = common::gpu_or_skip("convert_matches_cpu_on_random_bits") else {
+    let Some(dev) = common_kernels::device_or_skip("convert_matches_cpu_on_random_bits") else {
         return;
     };
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(24));
@@ -111,7 +111,8 @@ fn convert_matches_cpu_on_random_bits() {
 /// reference give, and refuses an output of another shape.
 #[test]
 fn convert_into_overwrites_a_preallocated_output() {
-    let Some(dev) = common::gpu_or_skip("convert_into_overwrites_a_preallocated_output") else {
+    let Some(dev) = common_kernels::device_or_skip("convert_into_overwrites_a_preallocated_output")
+    else {
         return;
     };
     let src: Vec<f32> = (0..1003).map(|i| (i as f32 - 500.0) * 0.37).collect();

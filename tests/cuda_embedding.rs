@@ -5,7 +5,7 @@
 //! launch. Every test prints one "skipped" line without a GPU.
 
 #[macro_use]
-mod common;
+mod common_kernels;
 
 use std::sync::Arc;
 
@@ -37,11 +37,11 @@ fn check<T: DeviceElement>(
         T::DTYPE
     );
     let row = ops::embedding::check::<T>(dev, batch, seq, d_model, vocab, offset, seed);
-    common::assert_rows(row.map(|r| vec![r]), &ctx);
+    common_kernels::assert_rows(row.map(|r| vec![r]), &ctx);
 }
 
 fn random_shapes<T: DeviceElement>(test: &str) {
-    let Some(dev) = common::gpu_or_skip(test) else {
+    let Some(dev) = common_kernels::device_or_skip(test) else {
         return;
     };
     let d_model = prop_oneof![1usize..=40, Just(512usize), 500usize..=530, Just(1024usize)];
@@ -67,7 +67,7 @@ fn random_shapes<T: DeviceElement>(test: &str) {
 /// The model's shapes: opus-mt vocabulary, d_model 512, encoder-sized and
 /// decoder-step-sized blocks.
 fn model_shapes<T: DeviceElement>(test: &str) {
-    let Some(dev) = common::gpu_or_skip(test) else {
+    let Some(dev) = common_kernels::device_or_skip(test) else {
         return;
     };
     check::<T>(&dev, 32, 512, 512, 58101, 0, 1);
@@ -76,7 +76,7 @@ fn model_shapes<T: DeviceElement>(test: &str) {
 
 /// D4: d_model 8, positions 0 and 1 (a zero table isolates the positions).
 fn case_d4<T: DeviceElement>(test: &str) {
-    let Some(dev) = common::gpu_or_skip(test) else {
+    let Some(dev) = common_kernels::device_or_skip(test) else {
         return;
     };
     let table = DeviceTensor::<T>::zeros(&dev, &[1, 8]).unwrap();
@@ -102,7 +102,7 @@ fn case_d4<T: DeviceElement>(test: &str) {
 /// Decoding step by step: embedding positions 3..5 with offset 3 gives the
 /// same rows as positions 3..5 of one full pass, bit for bit.
 fn offset_continues_positions<T: DeviceElement>(test: &str) {
-    let Some(dev) = common::gpu_or_skip(test) else {
+    let Some(dev) = common_kernels::device_or_skip(test) else {
         return;
     };
     let (vocab, d) = (50, 24);
@@ -146,7 +146,8 @@ per_dtype! {
 
 #[test]
 fn out_of_range_ids_are_rejected_before_launch() {
-    let Some(dev) = common::gpu_or_skip("out_of_range_ids_are_rejected_before_launch") else {
+    let Some(dev) = common_kernels::device_or_skip("out_of_range_ids_are_rejected_before_launch")
+    else {
         return;
     };
     let table = DeviceTensor::<f32>::zeros(&dev, &[10, 4]).unwrap();
@@ -171,7 +172,7 @@ fn out_of_range_ids_are_rejected_before_launch() {
 /// step's argmax): the same output as host ids; too few ids is a shape error.
 #[test]
 fn device_ids_give_the_host_ids_result() {
-    let Some(dev) = common::gpu_or_skip("device_ids_give_the_host_ids_result") else {
+    let Some(dev) = common_kernels::device_or_skip("device_ids_give_the_host_ids_result") else {
         return;
     };
     let (vocab, d_model) = (10usize, 8usize);

@@ -6,7 +6,7 @@
 //! Every test prints one "skipped" line without a GPU.
 
 #[macro_use]
-mod common;
+mod common_kernels;
 
 use std::sync::Arc;
 
@@ -39,7 +39,7 @@ fn check<T: DeviceElement>(
         T::DTYPE
     );
     let row = ops::layer_norm::check::<T>(dev, rows, hidden, with_residual, seed);
-    common::assert_rows(row.map(|r| vec![r]), &ctx);
+    common_kernels::assert_rows(row.map(|r| vec![r]), &ctx);
 }
 
 /// Compares with literal values from CASES.md.
@@ -82,7 +82,7 @@ fn hidden_strategy() -> impl Strategy<Value = usize> {
 }
 
 fn random_shapes<T: DeviceElement>(test: &str) {
-    let Some(dev) = common::gpu_or_skip(test) else {
+    let Some(dev) = common_kernels::device_or_skip(test) else {
         return;
     };
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(48));
@@ -99,7 +99,7 @@ fn random_shapes<T: DeviceElement>(test: &str) {
 
 /// CASES.md B2's list of widths, plus the vector/tail and warp/block edges.
 fn listed_widths<T: DeviceElement>(test: &str) {
-    let Some(dev) = common::gpu_or_skip(test) else {
+    let Some(dev) = common_kernels::device_or_skip(test) else {
         return;
     };
     for hidden in [
@@ -115,7 +115,7 @@ fn listed_widths<T: DeviceElement>(test: &str) {
 
 /// B2: hidden 3 in a block of 4 must use variance 2/3.
 fn case_b2<T: DeviceElement>(test: &str) {
-    let Some(dev) = common::gpu_or_skip(test) else {
+    let Some(dev) = common_kernels::device_or_skip(test) else {
         return;
     };
     check_literal::<T>(
@@ -128,7 +128,7 @@ fn case_b2<T: DeviceElement>(test: &str) {
 
 /// A constant row has variance 0: the output is exactly beta, never NaN.
 fn constant_row_gives_beta<T: DeviceElement>(test: &str) {
-    let Some(dev) = common::gpu_or_skip(test) else {
+    let Some(dev) = common_kernels::device_or_skip(test) else {
         return;
     };
     for hidden in [1, 3, 512, 513, 1024, 4096, 8192] {
@@ -178,7 +178,7 @@ per_dtype! {
 /// C1: a large mean. f32 only: 40001 is not representable in f16 or bf16.
 #[test]
 fn case_c1_large_mean_f32() {
-    let Some(dev) = common::gpu_or_skip("case_c1_large_mean_f32") else {
+    let Some(dev) = common_kernels::device_or_skip("case_c1_large_mean_f32") else {
         return;
     };
     check_literal::<f32>(
@@ -195,7 +195,8 @@ fn case_c1_large_mean_f32() {
 /// mean split between x and residual.
 #[test]
 fn case_c1_small_spread_around_large_mean_f32() {
-    let Some(dev) = common::gpu_or_skip("case_c1_small_spread_around_large_mean_f32") else {
+    let Some(dev) = common_kernels::device_or_skip("case_c1_small_spread_around_large_mean_f32")
+    else {
         return;
     };
     let hidden = MAX_HIDDEN;
@@ -249,7 +250,7 @@ fn case_c1_small_spread_around_large_mean_f32() {
 
 #[test]
 fn bad_arguments_are_errors_before_launch() {
-    let Some(dev) = common::gpu_or_skip("bad_arguments_are_errors_before_launch") else {
+    let Some(dev) = common_kernels::device_or_skip("bad_arguments_are_errors_before_launch") else {
         return;
     };
     let t = |shape: &[usize]| DeviceTensor::<f32>::zeros(&dev, shape).unwrap();

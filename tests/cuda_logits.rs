@@ -6,7 +6,7 @@
 //! Every test prints one "skipped" line without a GPU.
 
 #[macro_use]
-mod common;
+mod common_kernels;
 
 use std::sync::Arc;
 
@@ -34,7 +34,7 @@ fn check_values<T: DeviceElement>(
 ) {
     let rows_out =
         ops::logits::check_values::<T>(dev, logits_s, logits_w, bias, rows, vocab, pad, k);
-    common::assert_rows(rows_out, ctx);
+    common_kernels::assert_rows(rows_out, ctx);
 }
 
 /// The op's one check on random logits (`ops::logits::check`), asserted.
@@ -52,14 +52,14 @@ fn check<T: DeviceElement>(
         "logits {} rows {rows} vocab {vocab} k {k} bias {with_bias} pad {pad:?} seed {seed:#x}",
         T::DTYPE
     );
-    common::assert_rows(
+    common_kernels::assert_rows(
         ops::logits::check::<T>(dev, rows, vocab, k, with_bias, pad, seed),
         &ctx,
     );
 }
 
 fn random_shapes<T: DeviceElement>(test: &str) {
-    let Some(dev) = common::gpu_or_skip(test) else {
+    let Some(dev) = common_kernels::device_or_skip(test) else {
         return;
     };
     let vocab = prop_oneof![
@@ -95,7 +95,7 @@ fn random_shapes<T: DeviceElement>(test: &str) {
 /// The model's step: opus-mt-en-de vocabulary with pad 58100, greedy
 /// (k = 1) for 32 sentences and beam 4 (k = 8) for 8 sentences x 4 beams.
 fn model_shapes<T: DeviceElement>(test: &str) {
-    let Some(dev) = common::gpu_or_skip(test) else {
+    let Some(dev) = common_kernels::device_or_skip(test) else {
         return;
     };
     check::<T>(&dev, 32, 58101, 1, true, Some(58100), 11);
@@ -105,7 +105,7 @@ fn model_shapes<T: DeviceElement>(test: &str) {
 
 /// Equal scores: the lower id first (exact ties, all dtypes), pad skipped.
 fn ties_go_to_the_lower_id<T: DeviceElement>(test: &str) {
-    let Some(dev) = common::gpu_or_skip(test) else {
+    let Some(dev) = common_kernels::device_or_skip(test) else {
         return;
     };
     let vocab = 1000;
@@ -120,7 +120,7 @@ fn ties_go_to_the_lower_id<T: DeviceElement>(test: &str) {
 /// D1: a non-zero final_logits_bias changes the choice; pad is never chosen
 /// even when it has the largest logit.
 fn case_d1_bias_and_pad<T: DeviceElement>(test: &str) {
-    let Some(dev) = common::gpu_or_skip(test) else {
+    let Some(dev) = common_kernels::device_or_skip(test) else {
         return;
     };
     let logits: Vec<T> = [0.0f32, 1.0, 0.0, 0.0, 9.0]
@@ -153,7 +153,7 @@ fn case_d1_bias_and_pad<T: DeviceElement>(test: &str) {
 
 /// Every score -inf: log-probabilities -inf, never NaN.
 fn fully_masked_row_is_neg_inf<T: DeviceElement>(test: &str) {
-    let Some(dev) = common::gpu_or_skip(test) else {
+    let Some(dev) = common_kernels::device_or_skip(test) else {
         return;
     };
     let vocab = 300;
@@ -174,7 +174,7 @@ fn fully_masked_row_is_neg_inf<T: DeviceElement>(test: &str) {
 /// 300 (misaligned rows for f16/bf16: the scalar path) and 4096 (aligned:
 /// the 128-bit path), NaN / +inf placed in different threads' shares.
 fn non_finite_scores_match_the_reference<T: DeviceElement>(test: &str) {
-    let Some(dev) = common::gpu_or_skip(test) else {
+    let Some(dev) = common_kernels::device_or_skip(test) else {
         return;
     };
     for vocab in [300usize, 4096] {
@@ -266,7 +266,7 @@ per_dtype! {
 
 #[test]
 fn bad_k_and_pad_are_errors() {
-    let Some(dev) = common::gpu_or_skip("bad_k_and_pad_are_errors") else {
+    let Some(dev) = common_kernels::device_or_skip("bad_k_and_pad_are_errors") else {
         return;
     };
     let l = DeviceTensor::<f32>::zeros(&dev, &[2, 10]).unwrap();

@@ -1,10 +1,10 @@
 //! The CPU model's forward pass against an independent f64 implementation
-//! (tests/model_common/naive.rs) on small random checkpoints, plus the
+//! (tests/common_model/naive.rs) on small random checkpoints, plus the
 //! incremental-decoding and batching properties (CASES A2, A3, D1, D2).
 
-mod model_common;
+mod common_model;
 
-use model_common::{assert_close, write_model, Rng, Tiny, EOS};
+use common_model::{assert_close, write_model, Rng, Tiny, EOS};
 use safetensors::Dtype;
 use transformer_kernels::cpu::Cpu;
 use transformer_kernels::model::{Backend, MarianModel};

@@ -3,11 +3,11 @@
 //! scores during search, huge beams, decoding past max_position_embeddings,
 //! a generation_config.json that is a directory.
 
-mod model_common;
+mod common_model;
 
 use std::path::Path;
 
-use model_common::{write_model, Tiny, EOS};
+use common_model::{write_model, Tiny, EOS};
 use safetensors::Dtype;
 use transformer_kernels::cpu::Cpu;
 use transformer_kernels::model::generation::MAX_NUM_BEAMS;

@@ -2,11 +2,11 @@
 //! tensor checks (one error naming every bad tensor), corrupt files, and the
 //! argument errors of `generate`.
 
-mod model_common;
+mod common_model;
 
 use std::path::Path;
 
-use model_common::{write_model, Tiny, EOS};
+use common_model::{write_model, Tiny, EOS};
 use safetensors::Dtype;
 use transformer_kernels::cpu::Cpu;
 use transformer_kernels::model::{EarlyStopping, GenerationConfig, MarianModel, ModelConfig};

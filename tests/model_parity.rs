@@ -8,11 +8,11 @@
 //! `$CARGO_MANIFEST_DIR/tests/fixtures`). The fixtures are committed, so a
 //! missing fixture directory fails the tests rather than skipping them.
 
-mod model_common;
+mod common_model;
 
 use std::path::{Path, PathBuf};
 
-use model_common::assert_close;
+use common_model::assert_close;
 use serde_json::Value;
 use transformer_kernels::cpu::Cpu;
 use transformer_kernels::model::{GenerationConfig, Hypothesis, MarianModel};
@@ -53,7 +53,7 @@ fn model_dirs() -> Option<Vec<PathBuf>> {
 }
 
 fn expected(dir: &Path) -> Value {
-    model_common::read_expected(dir)
+    common_model::read_expected(dir)
 }
 
 fn ids(v: &Value) -> Vec<u32> {

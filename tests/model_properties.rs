@@ -3,9 +3,9 @@
 //! teacher-forced logits, greedy and beam n-best), and step-by-step decoding
 //! with the KV cache equals one full causal pass.
 
-mod model_common;
+mod common_model;
 
-use model_common::{assert_close, Rng, Tiny, EOS};
+use common_model::{assert_close, Rng, Tiny, EOS};
 use proptest::prelude::*;
 use transformer_kernels::cpu::Cpu;
 use transformer_kernels::model::{Backend, GenerationConfig, MarianModel};

@@ -3,9 +3,9 @@
 //! a batch equals its batch-of-one result), plus the logits processors and
 //! scores recomputed from teacher-forced logits.
 
-mod model_common;
+mod common_model;
 
-use model_common::{assert_close, write_model, Rng, Tiny, EOS};
+use common_model::{assert_close, write_model, Rng, Tiny, EOS};
 use safetensors::Dtype;
 use transformer_kernels::cpu::softmax::log_softmax_in_place;
 use transformer_kernels::cpu::Cpu;

@@ -5,11 +5,11 @@
 //! sentences of each fixture checkpoint as one batch. The expected results
 //! (tests/model_search_variants.json) come from tests/model_search_variants.py.
 
-mod model_common;
+mod common_model;
 
 use std::path::Path;
 
-use model_common::assert_close;
+use common_model::assert_close;
 use serde_json::Value;
 use transformer_kernels::cpu::Cpu;
 use transformer_kernels::model::{EarlyStopping, GenerationConfig, MarianModel};
@@ -62,7 +62,7 @@ fn search_settings_match_hugging_face() {
         let dir = root.join("tests/fixtures/models").join(name);
         let model = MarianModel::load(Cpu, &dir).unwrap();
         let base = GenerationConfig::from_model_dir(&dir, model.config()).unwrap();
-        let e: Value = model_common::read_expected(&dir);
+        let e: Value = common_model::read_expected(&dir);
         let srcs: Vec<Vec<u32>> = e["sentences"]
             .as_array()
             .unwrap()

@@ -3,11 +3,11 @@
 //! Prints milliseconds per sentence; asserts only that generation succeeds
 //! and produces the requested lengths, not a speed (machines differ).
 
-mod model_common;
+mod common_model;
 
 use std::time::Instant;
 
-use model_common::{Rng, Tiny, EOS};
+use common_model::{Rng, Tiny, EOS};
 use transformer_kernels::cpu::Cpu;
 use transformer_kernels::model::{GenerationConfig, MarianModel};
 
@@ -167,7 +167,7 @@ fn fixture_generation_speed() {
     for dir in dirs {
         let model = MarianModel::load(Cpu, &dir).unwrap();
         let gen = GenerationConfig::from_model_dir(&dir, model.config()).unwrap();
-        let e: serde_json::Value = model_common::read_expected(&dir);
+        let e: serde_json::Value = common_model::read_expected(&dir);
         let srcs: Vec<Vec<u32>> = e["sentences"]
             .as_array()
             .unwrap()

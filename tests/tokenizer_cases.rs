@@ -1,9 +1,9 @@
 //! CASES.md section E (text in and out) at the tokenizer level, on the
 //! en-de fixture tokenizer (source.spm: English, target.spm: German).
 
-mod tokenizer_fixture;
+mod common_tokenizer;
 
-use tokenizer_fixture::materialize;
+use common_tokenizer::materialize;
 use transformer_kernels::tokenizer::{MarianTokenizer, Side};
 
 fn en_de() -> MarianTokenizer {

@@ -1,12 +1,12 @@
 //! Broken tokenizer files give an error that names the file and the cause,
 //! never a panic; arbitrary text and ids never panic.
 
-mod tokenizer_fixture;
+mod common_tokenizer;
 
 use std::path::{Path, PathBuf};
 
+use common_tokenizer::materialize;
 use proptest::prelude::*;
-use tokenizer_fixture::materialize;
 use transformer_kernels::tokenizer::{MarianTokenizer, Side};
 use transformer_kernels::Error;
 

@@ -4,9 +4,9 @@
 //! ids; decoding with target.spm and source.spm, with and without special
 //! tokens. Fixtures: scripts/make_tokenizer_fixtures.py.
 
-mod tokenizer_fixture;
+mod common_tokenizer;
 
-use tokenizer_fixture::{cases, materialize, DecodeCase, EncodeCase, PAIRS};
+use common_tokenizer::{cases, materialize, DecodeCase, EncodeCase, PAIRS};
 use transformer_kernels::tokenizer::{MarianTokenizer, Side};
 
 /// How many mismatches a failure message lists.

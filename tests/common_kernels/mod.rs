@@ -1,4 +1,7 @@
-//! Shared helpers for the integration tests.
+//! Shared helpers of the kernel tests (`tests/cuda_*.rs`): the device (a
+//! GPU, else the SIMT emulator), per-dtype instantiation, op-check asserts.
+//! The other helper modules follow the same `common_*` naming:
+//! `common_model` (model fixtures, the naive model), `common_tokenizer`.
 #![allow(dead_code, unused_macros)]
 
 use std::sync::Arc;
@@ -12,7 +15,7 @@ use transformer_kernels::ops::CheckRow;
 /// kernels). Under `TK_REQUIRE_GPU=1` (set by scripts/device-check.sh on the
 /// GPU machine) anything but a GPU is a failure, so a GPU run can never pass
 /// on the emulator or by skipping.
-pub fn gpu_or_skip(test: &str) -> Option<Arc<Device>> {
+pub fn device_or_skip(test: &str) -> Option<Arc<Device>> {
     let gpu_err = match transformer_kernels::cuda::test_device() {
         Ok(d) => return Some(d),
         Err(why) => why,
@@ -27,12 +30,6 @@ pub fn gpu_or_skip(test: &str) -> Option<Arc<Device>> {
             None
         }
     }
-}
-
-/// Whether `dev` is the emulator: tests trim shapes too large for
-/// emulation time there, and say so.
-pub fn on_emulator(dev: &Device) -> bool {
-    dev.kind() == transformer_kernels::cuda::RuntimeKind::Emulator
 }
 
 /// One `#[test]` per `name => body::<dtype>;` line: the generic test body
