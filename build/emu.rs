@@ -91,10 +91,14 @@ fn compile(include: &Path, kernel_dir: &Path, out: &Path) -> Result<Vec<(String,
             other => other.to_string(),
         };
         let mut b = base(include, kernel_dir);
+        // -fsanitize=thread only instruments: every load and store calls a
+        // __tsan_* hook, which the emulator runtime implements as its race
+        // detector (libtsan is not linked).
         b.flag("-x")
             .flag("c++")
             .flag("-include")
-            .flag(emu_h.to_str().unwrap_or_default());
+            .flag(emu_h.to_str().unwrap_or_default())
+            .flag("-fsanitize=thread");
         b.file(&src);
         let objs = b
             .try_compile_intermediates()

@@ -23,9 +23,13 @@
 #include <ucontext.h>
 
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "emu.h"
+
+// The end of the executable's static data (GNU ld).
+extern "C" char _end;
 
 namespace tk_emu {
 
@@ -76,6 +80,46 @@ struct Launch {
 };
 
 Launch* g = nullptr;
+
+// ---- race detector ------------------------------------------------------
+// The kernel twins are compiled with -fsanitize=thread, which makes the
+// compiler call __tsan_readN / __tsan_writeN before every memory access;
+// this runtime (not instrumented, and not linked with libtsan) implements
+// those hooks itself. With race checking on, every access outside the
+// fibers' stacks (i.e. to __shared__ variables and device memory) is
+// recorded per 2-byte granule (the narrowest element any kernel stores:
+// f16 / bf16; two threads writing the two bytes of one granule would be
+// reported although they do not overlap); an access that conflicts (one of them a
+// write) with an access of another thread of the block since the last
+// __syncthreads, without a warp collective between them when both threads
+// are in one warp, is a data race and stops the launch with an error
+// naming the kernel, the location and both threads. Races between blocks
+// are not seen (blocks run one after another).
+struct Granule {
+    int writer = -1;            // last writing thread, in w_epoch
+    uint32_t w_epoch = 0;
+    uint32_t w_wsync = 0;       // the writer's warp-sync count at the write
+    const void* w_pc = nullptr;
+    int reader = -1;            // a reading thread in r_epoch
+    bool other_readers = false; // another thread read too, in r_epoch
+    uint32_t r_warps = 0;       // warps that read in r_epoch (bit per warp)
+    uint32_t r_epoch = 0;
+    uint32_t r_wsync = 0;       // the readers' warp-sync count at the last read
+};
+bool g_race_on = false;
+uint32_t g_epoch = 1;                      // block barrier epoch
+std::vector<uint32_t> g_warp_sync;         // per warp: released warp collectives
+std::unordered_map<uintptr_t, Granule> g_shadow;
+
+[[noreturn]] void fail(const std::string& msg);
+std::string where_thread(int linear);
+
+std::string where_thread(int linear) {
+    const Fiber& f = g->fibers[linear];
+    char buf[96];
+    snprintf(buf, sizeof buf, "thread (%u,%u,%u)", f.tid.x, f.tid.y, f.tid.z);
+    return buf;
+}
 
 std::string where(const Fiber& f) {
     char buf[160];
@@ -131,6 +175,7 @@ bool release_barriers() {
         if (f.wait != Wait::Block) all_block = false;
     if (all_block) {
         for (Fiber& f : g->fibers) f.wait = Wait::None;
+        ++g_epoch;
         return true;
     }
     // Warp collectives: every lane of the mask waits with the same mask.
@@ -145,6 +190,7 @@ bool release_barriers() {
         if (!ready) continue;
         for (int l = 0; l < 32; ++l)
             if (f.mask >> l & 1u) lane_fiber(f, l).wait = Wait::None;
+        if (!g_warp_sync.empty()) ++g_warp_sync[f.linear / 32];
         released = true;
     }
     return released;
@@ -206,6 +252,9 @@ std::string describe_stuck() {
 
 // Runs the block g_block_idx to completion (or to an error).
 void run_block() {
+    g_shadow.clear();
+    ++g_epoch;
+    g_warp_sync.assign((g->fibers.size() + 31) / 32, 0);
     for (size_t i = 0; i < g->fibers.size(); ++i) {
         Fiber& f = g->fibers[i];
         f.wait = Wait::None;
@@ -303,6 +352,76 @@ void warp_wait(unsigned mask, const char* what) {
     f->mask = mask;
     f->what = what;
     yield();
+}
+
+// Records an access of `bytes` bytes at `addr` by the running thread.
+void record_access(const void* addr, size_t bytes, bool write, const void* pc) {
+    if (!g_race_on || !g || !g->cur) return;
+    const uintptr_t a = reinterpret_cast<uintptr_t>(addr);
+    const uintptr_t lo = reinterpret_cast<uintptr_t>(g->stacks.data());
+    if (a >= lo && a < lo + g->stacks.size()) return;  // a thread's own stack
+    const Fiber& f = *g->cur;
+    const int me = f.linear, warp = me / 32;
+    const uint32_t wsync = g_warp_sync[warp];
+    for (uintptr_t gr = a / 2; gr <= (a + bytes - 1) / 2; ++gr) {
+        Granule& s = g_shadow[gr];
+        const char* conflict = nullptr;
+        int other = -1;
+        const void* other_pc = nullptr;
+        // Against the last write of another thread in this epoch.
+        if (s.w_epoch == g_epoch && s.writer >= 0 && s.writer != me &&
+            (s.writer / 32 != warp || s.w_wsync == wsync)) {
+            conflict = write ? "writes" : "reads";
+            other = s.writer;
+            other_pc = s.w_pc;
+        }
+        // A write against reads of other threads in this epoch.
+        if (!conflict && write && s.r_epoch == g_epoch &&
+            ((s.r_warps & ~(1u << warp)) != 0 ||
+             ((s.other_readers || s.reader != me) && s.r_wsync == wsync))) {
+            conflict = "writes";
+            other = s.reader != me ? s.reader : -1;
+        }
+        if (conflict) {
+            // Statics (the twins' __shared__ variables) end at the linker's
+            // _end; device memory is heap.
+            const bool is_static = a < reinterpret_cast<uintptr_t>(&_end);
+            char buf[384];
+            if (other_pc) {
+                snprintf(buf, sizeof buf,
+                         "data race on %s at %p: %s %s it (pc %p) after %s wrote it (pc %p) "
+                         "with no __syncthreads (or warp collective) between",
+                         is_static ? "__shared__ memory" : "device memory",
+                         reinterpret_cast<void*>(gr * 2), where(f).c_str(), conflict, pc,
+                         where_thread(other).c_str(), other_pc);
+            } else {
+                snprintf(buf, sizeof buf,
+                         "data race on %s at %p: %s writes it (pc %p) after %s read it "
+                         "with no __syncthreads (or warp collective) between",
+                         is_static ? "__shared__ memory" : "device memory",
+                         reinterpret_cast<void*>(gr * 2), where(f).c_str(), pc,
+                         other >= 0 ? where_thread(other).c_str() : "other threads");
+            }
+            fail(std::string(buf));
+        }
+        if (write) {
+            s.writer = me;
+            s.w_epoch = g_epoch;
+            s.w_wsync = wsync;
+            s.w_pc = pc;
+        } else {
+            if (s.r_epoch != g_epoch) {
+                s.r_epoch = g_epoch;
+                s.reader = me;
+                s.other_readers = false;
+                s.r_warps = 0;
+            } else if (s.reader != me) {
+                s.other_readers = true;
+            }
+            s.r_warps |= 1u << (warp & 31);
+            s.r_wsync = wsync;
+        }
+    }
 }
 
 }  // namespace
@@ -465,8 +584,8 @@ unsigned ballot(unsigned mask, bool pred, const char* what) {
 // released threads run again at once).
 extern "C" int tk_emu_launch(const char* name, void (*call)(const void*, const void*),
                              const void* kernel, const void* params, const uint32_t grid[3],
-                             const uint32_t block[3], int order, uint64_t seed, char* error,
-                             size_t error_len) {
+                             const uint32_t block[3], int order, uint64_t seed, int race_check,
+                             char* error, size_t error_len) {
     using namespace tk_emu;
     Launch launch;
     launch.name = name;
@@ -493,6 +612,7 @@ extern "C" int tk_emu_launch(const char* name, void (*call)(const void*, const v
     g_grid_dim = Dim3{grid[0], grid[1], grid[2]};
     g_block_dim = Dim3{block[0], block[1], block[2]};
     g = &launch;
+    g_race_on = race_check != 0;
     uint64_t rng = seed;
     for (uint32_t z = 0; z < grid[2] && !launch.failed; ++z)
         for (uint32_t y = 0; y < grid[1] && !launch.failed; ++y)
@@ -510,9 +630,48 @@ extern "C" int tk_emu_launch(const char* name, void (*call)(const void*, const v
                 run_block();
             }
     g = nullptr;
+    g_race_on = false;
+    g_shadow.clear();
     if (launch.failed) {
         snprintf(error, error_len, "%s", launch.error.c_str());
         return 1;
     }
     return 0;
+}
+
+// ---- ThreadSanitizer's instrumentation hooks, implemented here ------------
+// (see the race detector above). Only the kernel twins are instrumented.
+extern "C" {
+void __tsan_init() {}
+void __tsan_func_entry(void*) {}
+void __tsan_func_exit() {}
+#define TK_TSAN_ACCESS(N)                                                                      \
+    void __tsan_read##N(void* a) { tk_emu::record_access(a, N, false, __builtin_return_address(0)); } \
+    void __tsan_write##N(void* a) { tk_emu::record_access(a, N, true, __builtin_return_address(0)); } \
+    void __tsan_unaligned_read##N(void* a) {                                                   \
+        tk_emu::record_access(a, N, false, __builtin_return_address(0));                      \
+    }                                                                                          \
+    void __tsan_unaligned_write##N(void* a) {                                                  \
+        tk_emu::record_access(a, N, true, __builtin_return_address(0));                       \
+    }
+TK_TSAN_ACCESS(1)
+TK_TSAN_ACCESS(2)
+TK_TSAN_ACCESS(4)
+TK_TSAN_ACCESS(8)
+TK_TSAN_ACCESS(16)
+#undef TK_TSAN_ACCESS
+void __tsan_read_range(void* a, unsigned long n) {
+    if (n) tk_emu::record_access(a, n, false, __builtin_return_address(0));
+}
+void __tsan_write_range(void* a, unsigned long n) {
+    if (n) tk_emu::record_access(a, n, true, __builtin_return_address(0));
+}
+void __tsan_vptr_update(void**, void*) {}
+void __tsan_vptr_read(void**) {}
+// Function-local statics' guards (the twins' __shared__ arrays of class
+// type): plain loads and stores, one thread at a time.
+unsigned char __tsan_atomic8_load(const volatile unsigned char* a, int) { return *a; }
+void __tsan_atomic8_store(volatile unsigned char* a, unsigned char v, int) { *a = v; }
+int __tsan_atomic32_load(const volatile int* a, int) { return *a; }
+void __tsan_atomic32_store(volatile int* a, int v, int) { *a = v; }
 }

@@ -52,6 +52,7 @@ extern "C" {
         block: *const u32,
         order: i32,
         seed: u64,
+        race_check: i32,
         error: *mut c_char,
         error_len: usize,
     ) -> i32;
@@ -144,6 +145,7 @@ static LAUNCH_LOCK: Mutex<()> = Mutex::new(());
 /// The SIMT emulator runtime.
 pub struct EmuRuntime {
     schedule: Schedule,
+    race_check: bool,
     registry: Registry,
     kernels: HashMap<(&'static str, &'static str), unsafe extern "C" fn()>,
 }
@@ -167,9 +169,19 @@ impl EmuRuntime {
         }
         Ok(EmuRuntime {
             schedule,
+            race_check: std::env::var("TK_EMU_RACECHECK").map_or(true, |v| v != "0"),
             registry: Arc::new(Mutex::new(HashMap::new())),
             kernels: EMU_KERNELS.iter().map(|&(m, s, f)| ((m, s), f)).collect(),
         })
+    }
+
+    /// Turns the race detector on or off (on unless `TK_EMU_RACECHECK=0`):
+    /// with it, an access to `__shared__` or device memory that conflicts
+    /// with another thread's since the last barrier is a
+    /// [`Error::KernelFault`] naming both threads.
+    pub fn race_check(mut self, on: bool) -> Self {
+        self.race_check = on;
+        self
     }
 
     /// Checks the fences of every live allocation; the first broken one is
@@ -345,6 +357,7 @@ impl EmuRuntime {
                 block.as_ptr(),
                 order,
                 seed,
+                i32::from(self.race_check),
                 err.as_mut_ptr(),
                 err.len(),
             )
@@ -411,7 +424,27 @@ mod tests {
         n: usize,
         threads: u32,
     ) -> (Result<()>, Vec<f32>) {
-        let dev = Device::with_runtime(Box::new(EmuRuntime::with_schedule(schedule).unwrap()));
+        launch_with(
+            EmuRuntime::with_schedule(schedule)
+                .unwrap()
+                .race_check(true),
+            module,
+            symbol,
+            input,
+            n,
+            threads,
+        )
+    }
+
+    fn launch_with(
+        emu: EmuRuntime,
+        module: &'static str,
+        symbol: &'static str,
+        input: &[u8],
+        n: usize,
+        threads: u32,
+    ) -> (Result<()>, Vec<f32>) {
+        let dev = Device::with_runtime(Box::new(emu));
         let inp = DeviceTensor::from_host(&dev, input, &[input.len()]).unwrap();
         let mut out = DeviceTensor::<f32>::zeros(&dev, &[n]).unwrap();
         let p = EmuFaultParams {
@@ -493,10 +526,33 @@ mod tests {
     }
 
     #[test]
-    fn missing_barrier_before_scratch_reuse_is_caught_by_the_eager_order() {
+    fn missing_barrier_before_scratch_reuse_is_a_race_in_every_order() {
+        for s in Schedule::ALL {
+            let (r, _) = run("emu_fault_missing_sync", s, &input(), 64);
+            fault(
+                r,
+                "emu_fault_missing_sync",
+                s,
+                &["data race on __shared__ memory", "with no __syncthreads"],
+            );
+        }
+    }
+
+    #[test]
+    fn without_the_race_detector_the_eager_order_still_shows_the_missing_barrier() {
         let x = input();
         let total: f32 = x.iter().sum();
-        let (r, out) = run("emu_fault_missing_sync", Schedule::Eager, &x, 64);
+        let emu = EmuRuntime::with_schedule(Schedule::Eager)
+            .unwrap()
+            .race_check(false);
+        let (r, out) = launch_with(
+            emu,
+            "emu_faults",
+            "emu_fault_missing_sync",
+            bytemuck::cast_slice(&x),
+            64,
+            64,
+        );
         r.unwrap();
         let wrong = out.iter().filter(|&&v| v != 3.0 * total).count();
         assert!(
