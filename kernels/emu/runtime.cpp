@@ -22,6 +22,7 @@
 #include <string.h>
 #include <ucontext.h>
 
+#include <algorithm>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -106,6 +107,14 @@ struct Granule {
     uint32_t r_epoch = 0;
     uint32_t r_wsync = 0;       // the readers' warp-sync count at the last read
 };
+// Live device allocations of the launching emulator, sorted by address, and
+// the poison fence around each: an access inside a fence is out of bounds.
+struct Alloc {
+    uintptr_t ptr;
+    size_t bytes;
+};
+std::vector<Alloc> g_allocs;
+size_t g_fence = 0;
 bool g_race_on = false;
 uint32_t g_epoch = 1;                      // block barrier epoch
 std::vector<uint32_t> g_warp_sync;         // per warp: released warp collectives
@@ -354,12 +363,46 @@ void warp_wait(unsigned mask, const char* what) {
     yield();
 }
 
+// Fails when [a, a + bytes) touches the fence of a device allocation.
+void check_bounds(uintptr_t a, size_t bytes, bool write, const void* pc) {
+    if (g_allocs.empty()) return;
+    // The first allocation starting after a's fence could begin.
+    size_t lo = 0, hi = g_allocs.size();
+    while (lo < hi) {
+        const size_t mid = (lo + hi) / 2;
+        if (g_allocs[mid].ptr + g_allocs[mid].bytes + g_fence <= a) lo = mid + 1;
+        else hi = mid;
+    }
+    for (size_t i = lo; i < g_allocs.size() && g_allocs[i].ptr - g_fence < a + bytes; ++i) {
+        const Alloc& al = g_allocs[i];
+        const uintptr_t end = al.ptr + al.bytes;
+        if (a + bytes <= al.ptr - g_fence || a >= end + g_fence) continue;
+        if (a >= al.ptr && a + bytes <= end) return;  // inside
+        char buf[320];
+        if (a + bytes > end)
+            snprintf(buf, sizeof buf,
+                     "out-of-bounds %s of %zu bytes at %p (pc %p), %zu bytes past the end of "
+                     "the %zu-byte allocation at %p",
+                     write ? "write" : "read", bytes, reinterpret_cast<void*>(a), pc,
+                     size_t(a + bytes - end), al.bytes, reinterpret_cast<void*>(al.ptr));
+        else
+            snprintf(buf, sizeof buf,
+                     "out-of-bounds %s of %zu bytes at %p (pc %p), %zu bytes before the start "
+                     "of the %zu-byte allocation at %p",
+                     write ? "write" : "read", bytes, reinterpret_cast<void*>(a), pc,
+                     size_t(al.ptr - a), al.bytes, reinterpret_cast<void*>(al.ptr));
+        fail(where(*g->cur) + ": " + buf);
+    }
+}
+
 // Records an access of `bytes` bytes at `addr` by the running thread.
 void record_access(const void* addr, size_t bytes, bool write, const void* pc) {
-    if (!g_race_on || !g || !g->cur) return;
+    if (!g || !g->cur) return;
     const uintptr_t a = reinterpret_cast<uintptr_t>(addr);
     const uintptr_t lo = reinterpret_cast<uintptr_t>(g->stacks.data());
     if (a >= lo && a < lo + g->stacks.size()) return;  // a thread's own stack
+    check_bounds(a, bytes, write, pc);
+    if (!g_race_on) return;
     const Fiber& f = *g->cur;
     const int me = f.linear, warp = me / 32;
     const uint32_t wsync = g_warp_sync[warp];
@@ -585,7 +628,8 @@ unsigned ballot(unsigned mask, bool pred, const char* what) {
 extern "C" int tk_emu_launch(const char* name, void (*call)(const void*, const void*),
                              const void* kernel, const void* params, const uint32_t grid[3],
                              const uint32_t block[3], int order, uint64_t seed, int race_check,
-                             char* error, size_t error_len) {
+                             const uint64_t* alloc_ptrs, const uint64_t* alloc_bytes,
+                             size_t n_allocs, size_t fence, char* error, size_t error_len) {
     using namespace tk_emu;
     Launch launch;
     launch.name = name;
@@ -613,6 +657,12 @@ extern "C" int tk_emu_launch(const char* name, void (*call)(const void*, const v
     g_block_dim = Dim3{block[0], block[1], block[2]};
     g = &launch;
     g_race_on = race_check != 0;
+    g_fence = fence;
+    g_allocs.clear();
+    for (size_t i = 0; i < n_allocs; ++i)
+        g_allocs.push_back(Alloc{uintptr_t(alloc_ptrs[i]), size_t(alloc_bytes[i])});
+    std::sort(g_allocs.begin(), g_allocs.end(),
+              [](const Alloc& x, const Alloc& y) { return x.ptr < y.ptr; });
     uint64_t rng = seed;
     for (uint32_t z = 0; z < grid[2] && !launch.failed; ++z)
         for (uint32_t y = 0; y < grid[1] && !launch.failed; ++y)
@@ -631,6 +681,7 @@ extern "C" int tk_emu_launch(const char* name, void (*call)(const void*, const v
             }
     g = nullptr;
     g_race_on = false;
+    g_allocs.clear();
     g_shadow.clear();
     if (launch.failed) {
         snprintf(error, error_len, "%s", launch.error.c_str());

@@ -11,7 +11,7 @@
 //! holds its variants, its symbols (`kernel(..)` / `kernels()`), its named
 //! tolerances, the safe wrapper and the raw `unsafe fn launch(device, ..,
 //! params)` for engines with their own buffers; the reference is the same
-//! name under `crate::cpu`; the check (random inputs, reference call,
+//! name under `cpu`; the check (random inputs, reference call,
 //! tolerance) and the workload (shapes, bytes or FLOPs) that tests, `verify`,
 //! `bench` and the criterion benches share are in `crate::ops::<op>`. This
 //! module never calls the reference: kernels are judged by tests.
