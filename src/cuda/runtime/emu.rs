@@ -115,7 +115,6 @@ impl Schedule {
 struct Fenced {
     base: *mut u8,
     layout: Layout,
-    bytes: usize,
 }
 
 // SAFETY: the pointer is owned by this value alone (allocated in
@@ -266,14 +265,9 @@ impl Runtime for EmuRuntime {
             .map_err(|_| Error::KernelFault("allocation registry poisoned".into()))?
             .insert(ptr, (bytes, base as usize));
         let owner = Owner {
-            mem: Fenced {
-                base,
-                layout,
-                bytes,
-            },
+            mem: Fenced { base, layout },
             registry: self.registry.clone(),
         };
-        debug_assert_eq!(owner.mem.bytes, bytes);
         Ok(Allocation::new(ptr, bytes, Box::new(owner)))
     }
 
