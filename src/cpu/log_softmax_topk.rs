@@ -9,7 +9,7 @@
 //! entries that are returned are computed. (`cpu::logits::logits_step` is
 //! the f64 oracle of the GPU kernel, not this.)
 
-use crate::error::{fmt_shape, Error, Result};
+use crate::error::{Error, Result};
 use crate::model::backend::{TokenMask, TopK};
 
 const OP: &str = "log_softmax_topk";
@@ -68,19 +68,7 @@ pub fn log_softmax_topk(
     mask: &TokenMask,
     k: usize,
 ) -> Result<TopK> {
-    if vocab == 0 || k == 0 || k > vocab {
-        return Err(Error::invalid(
-            OP,
-            format!("vocab {vocab} must be >= 1 and k {k} in 1..=vocab"),
-        ));
-    }
-    if rows.checked_mul(vocab) != Some(logits.len()) {
-        return Err(Error::shape(
-            OP,
-            format!("logits {}", fmt_shape(&[rows, vocab])),
-            format!("{} elements", logits.len()),
-        ));
-    }
+    crate::cpu::logits::check_rows_vocab_k(OP, logits.len(), rows, vocab, k)?;
     for (what, n) in [("per_row", mask.per_row.len()), ("only", mask.only.len())] {
         if n != 0 && n != rows {
             return Err(Error::shape(

@@ -111,6 +111,32 @@ pub fn top_k(row: &[f32], k: usize) -> Vec<u32> {
     idx.into_iter().take(k).map(|i| i as u32).collect()
 }
 
+/// The argument checks of a top-k step over `[rows, vocab]` logits (this
+/// oracle and the CPU backend's `log_softmax_topk`): `vocab >= 1`, `k` in
+/// `1..=vocab`, `len == rows * vocab`.
+pub(crate) fn check_rows_vocab_k(
+    op: &'static str,
+    len: usize,
+    rows: usize,
+    vocab: usize,
+    k: usize,
+) -> Result<()> {
+    if vocab == 0 || k == 0 || k > vocab {
+        return Err(Error::invalid(
+            op,
+            format!("vocab {vocab} must be >= 1 and k {k} in 1..=vocab"),
+        ));
+    }
+    if rows.checked_mul(vocab) != Some(len) {
+        return Err(Error::shape(
+            op,
+            format!("logits {}", fmt_shape(&[rows, vocab])),
+            format!("{len} elements"),
+        ));
+    }
+    Ok(())
+}
+
 /// The whole step for `[rows, vocab]` logits.
 ///
 /// - `logits`: `[rows, vocab]` f32 (widened from the storage dtype);
@@ -129,19 +155,7 @@ pub fn logits_step(
     k: usize,
 ) -> Result<LogitsStep> {
     const OP: &str = "logits";
-    if vocab == 0 || k == 0 || k > vocab {
-        return Err(Error::invalid(
-            OP,
-            format!("vocab {vocab} must be >= 1 and k {k} in 1..=vocab"),
-        ));
-    }
-    if rows.checked_mul(vocab) != Some(logits.len()) {
-        return Err(Error::shape(
-            OP,
-            format!("logits {}", fmt_shape(&[rows, vocab])),
-            format!("{} elements", logits.len()),
-        ));
-    }
+    check_rows_vocab_k(OP, logits.len(), rows, vocab, k)?;
     if let Some(b) = bias {
         if b.len() != vocab {
             return Err(Error::shape(
