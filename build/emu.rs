@@ -33,6 +33,9 @@ pub fn build(nvcc: Option<&Path>, kernel_dir: &Path, out: &Path, require: bool) 
             }
             Err(msg) => skip(&format!("the SIMT emulator is NOT built: {msg}"), require),
         },
+        // Without nvcc, nvcc::build has already warned (or failed under
+        // TK_REQUIRE_KERNELS): no second warning for the same cause.
+        None if nvcc.is_none() => Vec::new(),
         None => skip(
             "the SIMT emulator is NOT built: no CUDA headers (cuda_fp16.h) next to nvcc",
             require,

@@ -25,7 +25,9 @@
 use std::alloc::Layout;
 use std::any::Any;
 use std::collections::HashMap;
-use std::ffi::{c_char, c_void, CString};
+use std::ffi::c_void;
+#[cfg(tk_emu_built)]
+use std::ffi::{c_char, CString};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -149,6 +151,7 @@ static LAUNCH_LOCK: Mutex<()> = Mutex::new(());
 
 /// The SIMT emulator runtime.
 pub struct EmuRuntime {
+    #[cfg_attr(not(tk_emu_built), allow(dead_code))] // read by the launch
     schedule: Schedule,
     race_check: bool,
     registry: Registry,
