@@ -4,11 +4,8 @@
 //   out[r, c] = act(x[r, c] + bias[c])      (f32 arithmetic, one rounding to T)
 //
 // act is the config's activation_function (Hugging Face ACT2FN names):
-//   relu       max(h, 0)
-//   gelu       0.5 h (1 + erf(h / sqrt 2))   (exact form: HF "gelu" = torch GELU)
-//   gelu_tanh  0.5 h (1 + tanh(sqrt(2/pi) (h + 0.044715 h^3)))   ("gelu_new")
-//   swish      h / (1 + exp(-h))              ("swish" / "silu"; opus-mt)
-// using the accurate libdevice erff / tanhf / expf (no fast-math intrinsics).
+// relu, gelu (erf form), gelu_tanh, swish, as tk/activation.cuh defines them
+// (accurate libdevice erff / tanhf / expf, no fast-math intrinsics).
 //
 // Variants: bias_activation_<act>_<dtype>, act relu/gelu/gelu_tanh/swish,
 // dtype f32/f16/bf16; the activation is a template parameter, chosen by the
@@ -20,22 +17,11 @@
 // one element. `out` may be exactly `x` (in place).
 
 #include "params.h"
+#include "tk/activation.cuh"
 #include "tk/convert.cuh"
 #include "tk/vector.cuh"
 
 namespace {
-
-template <int ACT>
-__device__ __forceinline__ float activate(float h) {
-    if (ACT == TK_ACT_RELU) return fmaxf(h, 0.0f);
-    if (ACT == TK_ACT_GELU) return 0.5f * h * (1.0f + erff(h * 0.70710678118654752f));
-    if (ACT == TK_ACT_GELU_TANH) {
-        const float c = 0.79788456080286536f;  // sqrt(2 / pi)
-        return 0.5f * h * (1.0f + tanhf(c * (h + 0.044715f * h * h * h)));
-    }
-    // swish; for h << 0, exp(-h) = inf and the quotient is -0.
-    return h / (1.0f + expf(-h));
-}
 
 template <typename T, int ACT>
 __device__ __forceinline__ void bias_activation_impl(const BiasActivationParams& p) {
@@ -60,14 +46,14 @@ __device__ __forceinline__ void bias_activation_impl(const BiasActivationParams&
                 for (int w = 0; w < W; ++w) v[w] += b[w];
             }
 #pragma unroll
-            for (int w = 0; w < W; ++w) v[w] = activate<ACT>(v[w]);
+            for (int w = 0; w < W; ++w) v[w] = tk::activate<ACT>(v[w]);
             tk::store16_from_f32<T>(out + e0, v);
         }
     } else {
         for (int64_t e = tk::global_thread_index(); e < n; e += tk::global_thread_count()) {
             float h = tk::to_f32<T>(x[e]);
             if (bias != nullptr) h += tk::to_f32<T>(bias[e % cols]);
-            out[e] = tk::from_f32<T>(activate<ACT>(h));
+            out[e] = tk::from_f32<T>(tk::activate<ACT>(h));
         }
     }
 }

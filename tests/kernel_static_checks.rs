@@ -5,7 +5,9 @@
 //!   (read with cuobjdump from the toolchain that built them);
 //! - the aligned paths of LayerNorm (and of embedding and bias_activation)
 //!   use 128-bit global loads and stores (LDG.E.128 / STG.E.128) in the
-//!   sm_90a SASS.
+//!   sm_90a SASS;
+//! - the tensor-core GEMM kernels contain HMMA.16816.F32, LDSM, LDGSTS and
+//!   STG.E.128 in their sm_80 and sm_90a SASS.
 //!
 //! Without kernels (no nvcc at build time) the checks print why they are
 //! skipped, and fail under `TK_REQUIRE_KERNELS=1` (scripts/test.sh sets it).
@@ -263,6 +265,57 @@ fn vectorised_kernels_use_128_bit_global_access_on_sm90a() {
                 "{stem}.cu {f} (sm_90a): no 128-bit global store (STG.E.128)"
             );
         }
+    }
+}
+
+/// The tensor-core GEMM kernels (`linear_tc_*`, cp.async variants) in the
+/// sm_80 and sm_90a SASS: tensor-core MMAs with f32 accumulation
+/// (`HMMA.16816.F32`, with `.BF16` for the bf16 ones), `ldmatrix` (`LDSM`),
+/// `cp.async` (`LDGSTS`) and the epilogue's 128-bit store (`STG.E.128`).
+/// The SIMT f32 kernel must have no HMMA (TF32 is not used).
+#[test]
+fn tensor_core_gemm_uses_hmma_ldsm_ldgsts_on_sm80_and_sm90a() {
+    if !kernels_or_skip("tensor_core_gemm_uses_hmma_ldsm_ldgsts_on_sm80_and_sm90a") {
+        return;
+    }
+    let Some(tool) = cuobjdump_or_skip() else {
+        return;
+    };
+    let image = FATBINS
+        .iter()
+        .find(|(s, _, _)| *s == "linear")
+        .map(|(_, image, _)| *image)
+        .expect("no fatbin for linear.cu");
+    let kernels = transformer_kernels::cuda::linear::tensor_core_kernels();
+    assert!(kernels.len() >= 8, "tensor-core kernels: {kernels:?}");
+    for arch in ["sm_80", "sm_90a"] {
+        let dump = run_cuobjdump(&tool, &["-sass", "-arch", arch], image, "linear");
+        let sass = sass_functions(&dump);
+        let body_of = |f: &str| -> &String {
+            sass.iter()
+                .find(|(name, _)| name == f)
+                .map(|(_, body)| body)
+                .unwrap_or_else(|| panic!("linear.cu: no {arch} SASS for {f}"))
+        };
+        for k in &kernels {
+            let body = body_of(k.symbol);
+            let hmma = if k.symbol.contains("bf16") {
+                "HMMA.16816.F32.BF16"
+            } else {
+                "HMMA.16816.F32"
+            };
+            for needle in [hmma, "LDSM", "LDGSTS", "STG.E.128"] {
+                assert!(
+                    body.contains(needle),
+                    "linear.cu {} ({arch}): no {needle} in the SASS",
+                    k.symbol
+                );
+            }
+        }
+        assert!(
+            !body_of("linear_simt_f32").contains("HMMA"),
+            "linear_simt_f32 ({arch}) uses tensor cores; f32 storage must be plain FMA"
+        );
     }
 }
 

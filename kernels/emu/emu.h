@@ -78,6 +78,10 @@ unsigned ballot(unsigned mask, bool pred, const char* what);
 // The calling thread's lane (0..31).
 int lane_id();
 
+// The launch's dynamic shared memory (shared_mem_bytes of the launch,
+// 128-byte aligned, poison 0xFF at the start of each block, fenced).
+void* dynamic_smem();
+
 // ---- tensor-core and async-copy instructions (ptx.cuh's emulated twins) ----
 // cp.async: `bytes` at `dst` are poisoned (0xFF) at issue; `src_bytes` of
 // `src` (the rest zero) land only when the issuing thread waits for the

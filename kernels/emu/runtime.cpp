@@ -12,6 +12,11 @@
 // (a __syncthreads some threads never reach, a warp mask naming an exited
 // lane), never as a hang.
 //
+// Switching between fibers is a hand-written x86-64 context switch (six
+// callee-saved registers and the stack pointer; measured 442 ns per
+// swapcontext round trip here, most of it the signal-mask system call,
+// against a few ns); other architectures use ucontext.
+//
 // Errors stop the launch at once: the message is copied out and the launch
 // returns 1; fibers that were suspended are abandoned (kernels own no
 // resources that need unwinding).
@@ -20,11 +25,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if !defined(__x86_64__)
 #include <ucontext.h>
+#endif
 
 #include <algorithm>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "emu.h"
@@ -33,6 +39,66 @@
 extern "C" char _end;
 
 namespace tk_emu {
+
+// ---- fiber contexts -----------------------------------------------------
+#if defined(__x86_64__)
+// A suspended context is its stack pointer: tk_emu_switch pushed the
+// callee-saved registers (System V AMD64 ABI: rbp, rbx, r12-r15) on the
+// suspended stack, then its return address is on top. Kernels do not
+// change the floating-point control state (MXCSR, x87 control word), so it
+// needs no saving.
+struct Context {
+    void* sp = nullptr;
+};
+extern "C" void tk_emu_switch(void** save_sp, void* load_sp);
+asm(R"(
+    .text
+    .p2align 4
+    .globl tk_emu_switch
+    .hidden tk_emu_switch
+    .type tk_emu_switch, @function
+tk_emu_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size tk_emu_switch, .-tk_emu_switch
+)");
+inline void switch_context(Context& from, Context& to) { tk_emu_switch(&from.sp, to.sp); }
+// Prepares `c` to start `entry` on the stack [base, base + bytes) at the
+// next switch into it. `entry` must never return.
+inline void make_context(Context& c, char* base, size_t bytes, void (*entry)()) {
+    uintptr_t top = (reinterpret_cast<uintptr_t>(base) + bytes) & ~uintptr_t(15);
+    void** sp = reinterpret_cast<void**>(top);
+    *--sp = nullptr;                          // entry's (absent) return address
+    *--sp = reinterpret_cast<void*>(entry);   // popped by tk_emu_switch's ret
+    for (int i = 0; i < 6; ++i) *--sp = nullptr;  // rbp, rbx, r12-r15
+    c.sp = sp;  // entry starts with rsp = top - 8, as after a call
+}
+#else
+struct Context {
+    ucontext_t uc;
+};
+inline void switch_context(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
+inline void make_context(Context& c, char* base, size_t bytes, void (*entry)()) {
+    getcontext(&c.uc);
+    c.uc.uc_stack.ss_sp = base;
+    c.uc.uc_stack.ss_size = bytes;
+    c.uc.uc_link = nullptr;
+    makecontext(&c.uc, entry, 0);
+}
+#endif
 
 Dim3 g_grid_dim{1, 1, 1}, g_block_dim{1, 1, 1}, g_block_idx{0, 0, 0};
 
@@ -49,7 +115,7 @@ struct Pending {
 };
 
 struct Fiber {
-    ucontext_t ctx;
+    Context ctx;
     Dim3 tid;
     int linear = 0;
     Wait wait = Wait::None;
@@ -73,7 +139,13 @@ struct Launch {
     std::vector<int> order;
     std::vector<char> stacks;
     size_t stack_bytes = 0;
-    ucontext_t scheduler;
+    Context scheduler;
+    std::vector<unsigned> exited;  // per warp: lanes that have exited
+    // Dynamic shared memory (the launch's shared_mem_bytes) with a poison
+    // fence on each side; `smem` is its first byte.
+    std::vector<unsigned char> smem_buf;
+    unsigned char* smem = nullptr;
+    size_t smem_bytes = 0;
     bool eager = false;
     Fiber* cur = nullptr;
     bool failed = false;
@@ -118,7 +190,74 @@ size_t g_fence = 0;
 bool g_race_on = false;
 uint32_t g_epoch = 1;                      // block barrier epoch
 std::vector<uint32_t> g_warp_sync;         // per warp: released warp collectives
-std::unordered_map<uintptr_t, Granule> g_shadow;
+// The granules of everything else (device memory, static __shared__): an
+// open-addressing hash table (linear probing) whose slots carry the
+// generation of the block that claimed them, so that clearing it per block
+// is one increment, and claiming a slot allocates nothing (a node-based map
+// spent a third of a GEMM's emulation in malloc / free).
+class ShadowTable {
+public:
+    Granule& operator[](uintptr_t key) {
+        if ((used_ + 1) * 2 > slots_.size()) grow();
+        const size_t mask = slots_.size() - 1;
+        for (size_t i = hash(key) & mask;; i = (i + 1) & mask) {
+            Slot& s = slots_[i];
+            if (s.gen != gen_) {
+                s.gen = gen_;
+                s.key = key;
+                s.g = Granule{};
+                ++used_;
+                return s.g;
+            }
+            if (s.key == key) return s.g;
+        }
+    }
+    // Forgets every granule (the next block starts clean).
+    void clear() {
+        used_ = 0;
+        if (++gen_ == 0) {  // wrapped: no slot may look current
+            for (Slot& s : slots_) s.gen = 0;
+            gen_ = 1;
+        }
+    }
+    // Forgets everything and frees the slots (end of a launch).
+    void release() {
+        std::vector<Slot>().swap(slots_);
+        used_ = 0;
+        gen_ = 1;
+    }
+
+private:
+    struct Slot {
+        uintptr_t key = 0;
+        uint32_t gen = 0;
+        Granule g;
+    };
+    static size_t hash(uintptr_t k) { return size_t((k * 0x9E3779B97F4A7C15ull) >> 17); }
+    void grow() {
+        std::vector<Slot> old;
+        old.swap(slots_);
+        slots_.assign(old.empty() ? size_t(1) << 16 : old.size() * 2, Slot{});
+        const size_t mask = slots_.size() - 1;
+        for (const Slot& o : old) {
+            if (o.gen != gen_) continue;
+            size_t i = hash(o.key) & mask;
+            while (slots_[i].gen == gen_) i = (i + 1) & mask;
+            slots_[i] = o;
+        }
+    }
+    std::vector<Slot> slots_;
+    size_t used_ = 0;
+    uint32_t gen_ = 1;
+};
+ShadowTable g_shadow;
+// The granules of the launch's dynamic shared memory, by offset: a flat
+// array (the tensor-core kernels touch it on every step; a hash lookup per
+// granule made the detector the emulator's largest cost). Entries need no
+// clearing between blocks: a conflict needs the current epoch, and epochs
+// only grow.
+std::vector<Granule> g_smem_shadow;
+uintptr_t g_smem_lo = 0, g_smem_hi = 0;
 
 [[noreturn]] void fail(const std::string& msg);
 std::string where_thread(int linear);
@@ -146,13 +285,14 @@ std::string where(const Fiber& f) {
     }
     Fiber* f = g->cur;
     f->wait = Wait::Done;
-    swapcontext(&f->ctx, &g->scheduler);
+    g->exited[f->linear / 32] |= 1u << (f->linear % 32);
+    switch_context(f->ctx, g->scheduler);
     abort();  // never resumed
 }
 
 void yield() {
     Fiber* f = g->cur;
-    swapcontext(&f->ctx, &g->scheduler);
+    switch_context(f->ctx, g->scheduler);
     if (g->failed) fail(g->error);
 }
 
@@ -160,7 +300,9 @@ void fiber_main() {
     Fiber* f = g->cur;
     g->call(g->kernel, g->params);
     f->wait = Wait::Done;
-    // uc_link returns to the scheduler.
+    g->exited[f->linear / 32] |= 1u << (f->linear % 32);
+    switch_context(f->ctx, g->scheduler);
+    abort();  // never resumed
 }
 
 Fiber& lane_fiber(const Fiber& f, int lane) {
@@ -264,17 +406,16 @@ void run_block() {
     g_shadow.clear();
     ++g_epoch;
     g_warp_sync.assign((g->fibers.size() + 31) / 32, 0);
+    g->exited.assign((g->fibers.size() + 31) / 32, 0u);
     for (size_t i = 0; i < g->fibers.size(); ++i) {
         Fiber& f = g->fibers[i];
         f.wait = Wait::None;
         f.pending.clear();
         f.committed = 0;
-        getcontext(&f.ctx);
-        f.ctx.uc_stack.ss_sp = g->stacks.data() + i * g->stack_bytes;
-        f.ctx.uc_stack.ss_size = g->stack_bytes;
-        f.ctx.uc_link = &g->scheduler;
-        makecontext(&f.ctx, fiber_main, 0);
+        make_context(f.ctx, g->stacks.data() + i * g->stack_bytes, g->stack_bytes, fiber_main);
     }
+    // Fresh dynamic shared memory reads as poison (NaN) until written.
+    if (g->smem_bytes) memset(g->smem, 0xFF, g->smem_bytes);
     if (g->eager) {
         for (;;) {
             Fiber* next = nullptr;
@@ -285,7 +426,7 @@ void run_block() {
                 }
             if (next) {
                 g->cur = next;
-                swapcontext(&g->scheduler, &next->ctx);
+                switch_context(g->scheduler, next->ctx);
                 if (g->failed) return;
                 release_barriers();
                 continue;
@@ -306,7 +447,7 @@ void run_block() {
             Fiber& f = g->fibers[idx];
             if (f.wait != Wait::None) continue;
             g->cur = &f;
-            swapcontext(&g->scheduler, &f.ctx);
+            switch_context(g->scheduler, f.ctx);
             progress = true;
             if (g->failed) return;
         }
@@ -347,15 +488,11 @@ void warp_wait(unsigned mask, const char* what) {
                  what, mask, absent);
         fail(where(*f) + ": " + buf);
     }
-    for (int l = 0; l < 32; ++l) {
-        if (!(mask >> l & 1u)) continue;
-        const Fiber& o = lane_fiber(*f, l);
-        if (o.wait == Wait::Done) {
-            char buf[128];
-            snprintf(buf, sizeof buf, "%s mask 0x%08x names lane %d, which has exited", what,
-                     mask, l);
-            fail(where(*f) + ": " + buf);
-        }
+    if (const unsigned gone = mask & g->exited[f->linear / 32]) {
+        char buf[128];
+        snprintf(buf, sizeof buf, "%s mask 0x%08x names lane %d, which has exited", what, mask,
+                 __builtin_ctz(gone));
+        fail(where(*f) + ": " + buf);
     }
     f->wait = Wait::Warp;
     f->mask = mask;
@@ -397,7 +534,7 @@ void check_bounds(uintptr_t a, size_t bytes, bool write, const void* pc) {
 
 // Records an access of `bytes` bytes at `addr` by the running thread.
 void record_access(const void* addr, size_t bytes, bool write, const void* pc) {
-    if (!g || !g->cur) return;
+    if (!g || !g->cur || bytes == 0) return;
     const uintptr_t a = reinterpret_cast<uintptr_t>(addr);
     const uintptr_t lo = reinterpret_cast<uintptr_t>(g->stacks.data());
     if (a >= lo && a < lo + g->stacks.size()) return;  // a thread's own stack
@@ -407,7 +544,9 @@ void record_access(const void* addr, size_t bytes, bool write, const void* pc) {
     const int me = f.linear, warp = me / 32;
     const uint32_t wsync = g_warp_sync[warp];
     for (uintptr_t gr = a / 2; gr <= (a + bytes - 1) / 2; ++gr) {
-        Granule& s = g_shadow[gr];
+        Granule& s = (gr * 2 >= g_smem_lo && gr * 2 < g_smem_hi)
+                         ? g_smem_shadow[(gr * 2 - g_smem_lo) / 2]
+                         : g_shadow[gr];
         const char* conflict = nullptr;
         int other = -1;
         const void* other_pc = nullptr;
@@ -471,6 +610,8 @@ void record_access(const void* addr, size_t bytes, bool write, const void* pc) {
 
 const Dim3& thread_idx() { return g->cur->tid; }
 
+void* dynamic_smem() { return g->smem; }
+
 int lane_id() { return g->cur->linear % 32; }
 
 void syncthreads() {
@@ -498,17 +639,19 @@ uint64_t exchange(unsigned mask, uint64_t value, int src, const char* what) {
     return got;
 }
 
-// Every lane of the (full) warp publishes `mine` (`bytes` bytes); `all`
-// receives the 32 buffers in lane order. The buffers live on the lanes'
-// stacks, valid while they wait here.
-static void warp_gather(const void* mine, size_t bytes, void* all, const char* what) {
-    Fiber* f = g->cur;
-    f->buf = mine;
-    warp_wait(0xffffffffu, what);
-    for (int l = 0; l < 32; ++l)
-        memcpy(static_cast<char*>(all) + l * bytes, lane_fiber(*f, l).buf, bytes);
+// Every lane of the (full) warp publishes `mine` (valid on its stack until
+// the lane calls warp_release) and waits until all have; then each lane may
+// read the others' with peer().
+static void warp_publish(const void* mine, const char* what) {
+    g->cur->buf = mine;
     warp_wait(0xffffffffu, what);
 }
+template <typename T>
+static const T& peer(int lane) {
+    return *static_cast<const T*>(lane_fiber(*g->cur, lane).buf);
+}
+// Every lane has read what it needed: the published buffers may go.
+static void warp_release(const char* what) { warp_wait(0xffffffffu, what); }
 
 void cp_async(void* dst, const void* src, int bytes, int src_bytes) {
     Fiber* f = g->cur;
@@ -517,6 +660,10 @@ void cp_async(void* dst, const void* src, int bytes, int src_bytes) {
         snprintf(buf, sizeof buf, "cp.async with src-size %d of %d bytes", src_bytes, bytes);
         fail(where(*f) + ": " + buf);
     }
+    // The copy writes shared memory when issued (its value is undefined
+    // until the wait) and reads global memory: both are checked now.
+    record_access(src, src_bytes > 0 ? size_t(src_bytes) : 0, false, __builtin_return_address(0));
+    record_access(dst, size_t(bytes), true, __builtin_return_address(0));
     memset(dst, 0xFF, bytes);
     f->pending.push_back(Pending{static_cast<unsigned char*>(dst),
                                  static_cast<const unsigned char*>(src), bytes, src_bytes,
@@ -528,85 +675,122 @@ void cp_async_commit() { ++g->cur->committed; }
 void cp_async_wait(int n) {
     Fiber* f = g->cur;
     const int limit = n < 0 ? 1 << 30 : f->committed - n;  // groups below land
-    std::vector<Pending> keep;
+    // Compacted in place (the vector keeps its capacity: no allocation per wait).
+    size_t kept = 0;
     for (const Pending& p : f->pending) {
         if (p.group < limit) {
             memcpy(p.dst, p.src, p.src_bytes);
             memset(p.dst + p.src_bytes, 0, p.bytes - p.src_bytes);
         } else {
-            keep.push_back(p);
+            f->pending[kept++] = p;
         }
     }
-    f->pending.swap(keep);
+    f->pending.resize(kept);
 }
 
 void ldmatrix(uint32_t* r, int count, bool trans, const void* smem) {
-    const void* addr[32];
-    warp_gather(&smem, sizeof smem, addr, trans ? "ldmatrix.trans" : "ldmatrix");
+    const char* what = trans ? "ldmatrix.trans" : "ldmatrix";
     const int l = g->cur->linear % 32;
+    // Lanes 0 .. 8*count-1 supply one 16-byte row each (the others' addresses
+    // are ignored): that row is this lane's read of shared memory.
+    if (l < 8 * count) {
+        const uintptr_t a = reinterpret_cast<uintptr_t>(smem);
+        if (a % 16 != 0) {
+            char buf[96];
+            snprintf(buf, sizeof buf, "%s row address %p is not 16-byte aligned", what, smem);
+            fail(where(*g->cur) + ": " + buf);
+        }
+        record_access(smem, 16, false, __builtin_return_address(0));
+    }
+    warp_publish(&smem, what);
     for (int i = 0; i < count; ++i) {
         uint16_t e[2];
         for (int j = 0; j < 2; ++j) {
             // Lane 8i + row supplied the address of row `row` of matrix i.
             const int row = trans ? 2 * (l % 4) + j : l / 4;
             const int col = trans ? l / 4 : 2 * (l % 4) + j;
-            memcpy(&e[j], static_cast<const char*>(addr[8 * i + row]) + 2 * col, 2);
+            memcpy(&e[j], static_cast<const char*>(peer<const void*>(8 * i + row)) + 2 * col, 2);
         }
         r[i] = uint32_t(e[0]) | (uint32_t(e[1]) << 16);
     }
+    warp_release(what);
 }
 
-static float half_bits_to_f32(uint16_t b, bool bf16) {
+// f16 -> f32 of every bit pattern (exact), built once: the host
+// __half2float is a bit-by-bit conversion, a hot spot of the mma twin.
+static const float* f16_table() {
+    static const std::vector<float> table = [] {
+        std::vector<float> t(65536);
+        for (uint32_t b = 0; b < 65536; ++b) {
+            const uint16_t h = static_cast<uint16_t>(b);
+            __half v;
+            memcpy(&v, &h, 2);
+            t[b] = __half2float(v);
+        }
+        return t;
+    }();
+    return table.data();
+}
+
+static inline float half_bits_to_f32(uint16_t b, bool bf16) {
     if (bf16) {
-        __nv_bfloat16 v;
-        memcpy(&v, &b, 2);
-        return __bfloat162float(v);
+        // bf16 is the upper half of an f32 (exact).
+        const uint32_t u = uint32_t(b) << 16;
+        float v;
+        memcpy(&v, &u, 4);
+        return v;
     }
-    __half v;
-    memcpy(&v, &b, 2);
-    return __half2float(v);
+    return f16_table()[b];
+}
+
+// Element `h` (0: low half, 1: high half) of a .b32 register of two 16-bit values.
+static inline float half_of(uint32_t reg, int h, bool bf16) {
+    return half_bits_to_f32(uint16_t(h ? reg >> 16 : reg & 0xFFFFu), bf16);
 }
 
 void mma_m16n8k16(float* d, const uint32_t* a, const uint32_t* b, const float* c, bool bf16) {
     struct Frag {
         uint32_t a[4], b[2];
-        float c[4];
-    } mine, all[32];
+    } mine;
     memcpy(mine.a, a, sizeof mine.a);
     memcpy(mine.b, b, sizeof mine.b);
-    memcpy(mine.c, c, sizeof mine.c);
-    warp_gather(&mine, sizeof mine, all, "mma.sync.m16n8k16");
-    // Rebuild A (16x16), B (16x8) and C (16x8) from every lane's fragments
-    // (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point type").
-    float A[16][16], B[16][8], C[16][8];
-    for (int lane = 0; lane < 32; ++lane) {
-        const int gq = lane / 4, t = lane % 4;
-        const Frag& f = all[lane];
+    const char* what = "mma.sync.m16n8k16";
+    warp_publish(&mine, what);
+    // This lane's D elements are rows g, g + 8 and columns 2t, 2t + 1 (PTX
+    // ISA, "Matrix Fragments for mma.m16n8k16 with floating point type").
+    // Row g of A (k 0..15) is spread over lanes 4g .. 4g + 3 (a[0]: k 2t',
+    // 2t'+1; a[2]: k 2t'+8, 2t'+9; a[1], a[3] the same for row g + 8);
+    // column n of B over lanes 4n .. 4n + 3 (b[0]: k 2t', 2t'+1; b[1]: k
+    // 2t'+8, 2t'+9). C is this lane's own c.
+    const int lane = g->cur->linear % 32, gq = lane / 4, t = lane % 4;
+    float A[2][16], B[2][16];
+    for (int tt = 0; tt < 4; ++tt) {
+        const Frag& fa = peer<Frag>(4 * gq + tt);
         for (int h = 0; h < 2; ++h) {
-            const auto el = [&](uint32_t reg) {
-                return half_bits_to_f32(uint16_t(h ? reg >> 16 : reg & 0xFFFFu), bf16);
-            };
-            A[gq][2 * t + h] = el(f.a[0]);
-            A[gq + 8][2 * t + h] = el(f.a[1]);
-            A[gq][2 * t + 8 + h] = el(f.a[2]);
-            A[gq + 8][2 * t + 8 + h] = el(f.a[3]);
-            B[2 * t + h][gq] = el(f.b[0]);
-            B[2 * t + 8 + h][gq] = el(f.b[1]);
-            C[gq][2 * t + h] = f.c[h];
-            C[gq + 8][2 * t + h] = f.c[2 + h];
+            A[0][2 * tt + h] = half_of(fa.a[0], h, bf16);
+            A[1][2 * tt + h] = half_of(fa.a[1], h, bf16);
+            A[0][2 * tt + 8 + h] = half_of(fa.a[2], h, bf16);
+            A[1][2 * tt + 8 + h] = half_of(fa.a[3], h, bf16);
+        }
+        for (int j = 0; j < 2; ++j) {
+            const Frag& fb = peer<Frag>(4 * (2 * t + j) + tt);
+            for (int h = 0; h < 2; ++h) {
+                B[j][2 * tt + h] = half_of(fb.b[0], h, bf16);
+                B[j][2 * tt + 8 + h] = half_of(fb.b[1], h, bf16);
+            }
         }
     }
-    // This lane's D elements, accumulated in f32 in k order (the tensor
-    // core's own order and internal precision are not specified; a GPU run
-    // is the final word on them).
-    const int lane = g->cur->linear % 32, gq = lane / 4, t = lane % 4;
-    const int rows[4] = {gq, gq, gq + 8, gq + 8};
-    const int cols[4] = {2 * t, 2 * t + 1, 2 * t, 2 * t + 1};
+    // Accumulated in f32 in k order, onto C (the tensor core's own order
+    // and internal precision are not specified; a GPU run is the final word
+    // on them). c is read before d is written: d may alias c.
+    float out[4];
     for (int i = 0; i < 4; ++i) {
-        float acc = C[rows[i]][cols[i]];
-        for (int k = 0; k < 16; ++k) acc += A[rows[i]][k] * B[k][cols[i]];
-        d[i] = acc;
+        float acc = c[i];
+        for (int k = 0; k < 16; ++k) acc += A[i / 2][k] * B[i % 2][k];
+        out[i] = acc;
     }
+    warp_release(what);
+    memcpy(d, out, sizeof out);
 }
 
 unsigned ballot(unsigned mask, bool pred, const char* what) {
@@ -627,7 +811,8 @@ unsigned ballot(unsigned mask, bool pred, const char* what) {
 // released threads run again at once).
 extern "C" int tk_emu_launch(const char* name, void (*call)(const void*, const void*),
                              const void* kernel, const void* params, const uint32_t grid[3],
-                             const uint32_t block[3], int order, uint64_t seed, int race_check,
+                             const uint32_t block[3], uint32_t shared_bytes, int order,
+                             uint64_t seed, int race_check,
                              const uint64_t* alloc_ptrs, const uint64_t* alloc_bytes,
                              size_t n_allocs, size_t fence, char* error, size_t error_len) {
     using namespace tk_emu;
@@ -641,6 +826,14 @@ extern "C" int tk_emu_launch(const char* name, void (*call)(const void*, const v
     if (threads == 0 || threads > 1024 || grid[0] == 0 || grid[1] == 0 || grid[2] == 0) {
         snprintf(error, error_len, "kernel %s: invalid launch: grid (%u,%u,%u) block (%u,%u,%u)",
                  name, grid[0], grid[1], grid[2], block[0], block[1], block[2]);
+        return 1;
+    }
+    // sm_90's per-block maximum of dynamic shared memory (227 KiB; sm_80: 163 KiB).
+    if (shared_bytes > 232448u) {
+        snprintf(error, error_len,
+                 "kernel %s: invalid launch: %u bytes of dynamic shared memory exceed the "
+                 "232448-byte per-block limit",
+                 name, shared_bytes);
         return 1;
     }
     launch.fibers.resize(threads);
@@ -661,6 +854,18 @@ extern "C" int tk_emu_launch(const char* name, void (*call)(const void*, const v
     g_allocs.clear();
     for (size_t i = 0; i < n_allocs; ++i)
         g_allocs.push_back(Alloc{uintptr_t(alloc_ptrs[i]), size_t(alloc_bytes[i])});
+    // Dynamic shared memory: fenced like a device allocation, so an access
+    // past either end is caught at the access; 128-byte aligned.
+    launch.smem_bytes = shared_bytes;
+    launch.smem_buf.assign(shared_bytes + 2 * fence + 128, 0xFF);
+    {
+        const uintptr_t base = reinterpret_cast<uintptr_t>(launch.smem_buf.data()) + fence;
+        launch.smem = reinterpret_cast<unsigned char*>((base + 127) & ~uintptr_t(127));
+    }
+    g_allocs.push_back(Alloc{reinterpret_cast<uintptr_t>(launch.smem), shared_bytes});
+    g_smem_lo = reinterpret_cast<uintptr_t>(launch.smem) & ~uintptr_t(1);
+    g_smem_hi = reinterpret_cast<uintptr_t>(launch.smem) + shared_bytes;
+    g_smem_shadow.assign((g_smem_hi - g_smem_lo + 1) / 2, Granule{});
     std::sort(g_allocs.begin(), g_allocs.end(),
               [](const Alloc& x, const Alloc& y) { return x.ptr < y.ptr; });
     uint64_t rng = seed;
@@ -682,7 +887,9 @@ extern "C" int tk_emu_launch(const char* name, void (*call)(const void*, const v
     g = nullptr;
     g_race_on = false;
     g_allocs.clear();
-    g_shadow.clear();
+    g_shadow.release();
+    g_smem_shadow.clear();
+    g_smem_lo = g_smem_hi = 0;
     if (launch.failed) {
         snprintf(error, error_len, "%s", launch.error.c_str());
         return 1;

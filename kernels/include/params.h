@@ -132,6 +132,40 @@ typedef struct BiasActivationParams {
 } BiasActivationParams;
 
 /**
+ * linear.cu: out = act(x . w^T + bias) + residual, the projection of every
+ * Transformer sublayer (PyTorch nn.Linear layout: w is [n, k]); products
+ * accumulated in f32. With splits > 1 each k-slice (gridDim.z) writes its
+ * f32 partial sums to `partials` and linear_reduce_<dtype> adds them in
+ * slice order and applies the epilogue.
+ */
+typedef struct LinearParams {
+    /** Device pointer: [m, k] activations, row-major, contiguous. */
+    const void *x;
+    /** Device pointer: [n, k] weight (out_features x in_features), row-major, contiguous. */
+    const void *w;
+    /** Device pointer: [n] bias, or NULL for none. */
+    const void *bias;
+    /** Device pointer: [m, n] added after the activation, or NULL; may be exactly out. */
+    const void *residual;
+    /** Device pointer: [m, n] output; must not overlap x, w or bias. */
+    void *out;
+    /** Device pointer: [splits, m, n] f32 partial sums when splits > 1, else NULL. */
+    float *partials;
+    /** Rows of x and out (tokens), >= 0. */
+    int64_t m;
+    /** Rows of w, columns of out (out_features), >= 0. */
+    int64_t n;
+    /** Columns of x and w (in_features), >= 0. */
+    int64_t k;
+    /** A TkActivation applied after the bias, or -1 for none. */
+    int32_t activation;
+    /** Number of k-slices (gridDim.z of the GEMM kernel), >= 1. */
+    int32_t splits;
+    /** K-steps (the kernel's BK columns) per slice: slice z covers steps [z * per, (z + 1) * per). */
+    int32_t k_steps_per_split;
+} LinearParams;
+
+/**
  * kernels/emu/faults.cu (emulator self-tests only, never built by nvcc):
  * deliberately broken kernels that the SIMT emulator must catch.
  */

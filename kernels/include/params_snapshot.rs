@@ -162,6 +162,19 @@ const _: () = {
         [::core::mem::offset_of!(LogitsParams, pad_id) - 64usize];
     ["Offset of field: LogitsParams::k"][::core::mem::offset_of!(LogitsParams, k) - 72usize];
 };
+#[repr(u32)]
+#[doc = " Element-wise activation of bias_activation.cu (Hugging Face activation_function names)."]
+#[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
+pub enum TkActivation {
+    #[doc = " \"relu\": max(x, 0)."]
+    TK_ACT_RELU = 0,
+    #[doc = " \"gelu\": exact GELU, 0.5 x (1 + erf(x / sqrt 2))."]
+    TK_ACT_GELU = 1,
+    #[doc = " \"gelu_new\" / \"gelu_pytorch_tanh\": 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."]
+    TK_ACT_GELU_TANH = 2,
+    #[doc = " \"swish\" / \"silu\": x * sigmoid(x)."]
+    TK_ACT_SWISH = 3,
+}
 #[doc = " bias_activation.cu: out[r, c] = act(x[r, c] + bias[c])."]
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -191,6 +204,57 @@ const _: () = {
         [::core::mem::offset_of!(BiasActivationParams, rows) - 24usize];
     ["Offset of field: BiasActivationParams::cols"]
         [::core::mem::offset_of!(BiasActivationParams, cols) - 32usize];
+};
+#[doc = " linear.cu: out = act(x . w^T + bias) + residual, the projection of every\n Transformer sublayer (PyTorch nn.Linear layout: w is [n, k]); products\n accumulated in f32. With splits > 1 each k-slice (gridDim.z) writes its\n f32 partial sums to `partials` and linear_reduce_<dtype> adds them in\n slice order and applies the epilogue."]
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct LinearParams {
+    #[doc = " Device pointer: [m, k] activations, row-major, contiguous."]
+    pub x: *const ::core::ffi::c_void,
+    #[doc = " Device pointer: [n, k] weight (out_features x in_features), row-major, contiguous."]
+    pub w: *const ::core::ffi::c_void,
+    #[doc = " Device pointer: [n] bias, or NULL for none."]
+    pub bias: *const ::core::ffi::c_void,
+    #[doc = " Device pointer: [m, n] added after the activation, or NULL; may be exactly out."]
+    pub residual: *const ::core::ffi::c_void,
+    #[doc = " Device pointer: [m, n] output; must not overlap x, w or bias."]
+    pub out: *mut ::core::ffi::c_void,
+    #[doc = " Device pointer: [splits, m, n] f32 partial sums when splits > 1, else NULL."]
+    pub partials: *mut f32,
+    #[doc = " Rows of x and out (tokens), >= 0."]
+    pub m: i64,
+    #[doc = " Rows of w, columns of out (out_features), >= 0."]
+    pub n: i64,
+    #[doc = " Columns of x and w (in_features), >= 0."]
+    pub k: i64,
+    #[doc = " A TkActivation applied after the bias, or -1 for none."]
+    pub activation: i32,
+    #[doc = " Number of k-slices (gridDim.z of the GEMM kernel), >= 1."]
+    pub splits: i32,
+    #[doc = " K-steps (the kernel's BK columns) per slice: slice z covers steps [z * per, (z + 1) * per)."]
+    pub k_steps_per_split: i32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of LinearParams"][::core::mem::size_of::<LinearParams>() - 88usize];
+    ["Alignment of LinearParams"][::core::mem::align_of::<LinearParams>() - 8usize];
+    ["Offset of field: LinearParams::x"][::core::mem::offset_of!(LinearParams, x) - 0usize];
+    ["Offset of field: LinearParams::w"][::core::mem::offset_of!(LinearParams, w) - 8usize];
+    ["Offset of field: LinearParams::bias"][::core::mem::offset_of!(LinearParams, bias) - 16usize];
+    ["Offset of field: LinearParams::residual"]
+        [::core::mem::offset_of!(LinearParams, residual) - 24usize];
+    ["Offset of field: LinearParams::out"][::core::mem::offset_of!(LinearParams, out) - 32usize];
+    ["Offset of field: LinearParams::partials"]
+        [::core::mem::offset_of!(LinearParams, partials) - 40usize];
+    ["Offset of field: LinearParams::m"][::core::mem::offset_of!(LinearParams, m) - 48usize];
+    ["Offset of field: LinearParams::n"][::core::mem::offset_of!(LinearParams, n) - 56usize];
+    ["Offset of field: LinearParams::k"][::core::mem::offset_of!(LinearParams, k) - 64usize];
+    ["Offset of field: LinearParams::activation"]
+        [::core::mem::offset_of!(LinearParams, activation) - 72usize];
+    ["Offset of field: LinearParams::splits"]
+        [::core::mem::offset_of!(LinearParams, splits) - 76usize];
+    ["Offset of field: LinearParams::k_steps_per_split"]
+        [::core::mem::offset_of!(LinearParams, k_steps_per_split) - 80usize];
 };
 #[doc = " kernels/emu/faults.cu (emulator self-tests only, never built by nvcc):\n deliberately broken kernels that the SIMT emulator must catch."]
 #[repr(C)]

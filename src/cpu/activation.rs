@@ -5,8 +5,13 @@ use crate::activation::Activation;
 impl Activation {
     /// The activation of one value, computed in f64 and rounded to f32.
     pub fn eval(self, x: f32) -> f32 {
-        let x = f64::from(x);
-        let y = match self {
+        self.eval_f64(f64::from(x)) as f32
+    }
+
+    /// The activation of one value in f64 (the f64 references of the
+    /// fused kernels' tests).
+    pub fn eval_f64(self, x: f64) -> f64 {
+        match self {
             Activation::Relu => x.max(0.0),
             Activation::Gelu => 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2)),
             Activation::GeluTanh => {
@@ -14,8 +19,7 @@ impl Activation {
                 0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
             }
             Activation::Swish => x / (1.0 + (-x).exp()),
-        };
-        y as f32
+        }
     }
 }
 

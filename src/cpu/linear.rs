@@ -11,6 +11,7 @@
 //! which made decoding 5x slower (measured for the 58101 x 512 output
 //! projection, one row: 40 ms vs 8 ms). Large products use up to 4 threads.
 
+use crate::activation::Activation;
 use crate::error::{fmt_shape, Error, Result};
 
 /// `y[m, n] = x[m, k] · w[n, k]ᵀ + b[n]`, all row-major f32.
@@ -97,6 +98,38 @@ pub fn linear_into(
         let width = out.len() / m;
         for (i, row) in out.chunks_exact(width).enumerate() {
             y[i * n + j0..][..width].copy_from_slice(row);
+        }
+    }
+    Ok(())
+}
+
+/// The rest of a fused linear epilogue after [`linear`]'s bias:
+/// `y = act(y) + residual` in f32, on `y` (`[m, n]`, row-major).
+/// `activation` uses [`Activation::eval`] (f64, rounded to f32).
+///
+/// Errors: [`Error::Shape`] when `residual` is not as long as `y`.
+pub fn linear_epilogue(
+    y: &mut [f32],
+    activation: Option<Activation>,
+    residual: Option<&[f32]>,
+) -> Result<()> {
+    if let Some(r) = residual {
+        if r.len() != y.len() {
+            return Err(Error::shape(
+                "linear",
+                format!("residual of {} elements (as y)", y.len()),
+                format!("residual of {} elements", r.len()),
+            ));
+        }
+    }
+    if let Some(act) = activation {
+        for v in y.iter_mut() {
+            *v = act.eval(*v);
+        }
+    }
+    if let Some(r) = residual {
+        for (v, r) in y.iter_mut().zip(r) {
+            *v += r;
         }
     }
     Ok(())

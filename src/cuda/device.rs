@@ -82,6 +82,12 @@ impl Device {
         self.runtime.compute_capability()
     }
 
+    /// Streaming multiprocessors (132 on an H200; the emulator reports an
+    /// H200's count, so that launch heuristics choose as they would there).
+    pub fn multiprocessor_count(&self) -> u32 {
+        self.runtime.multiprocessor_count()
+    }
+
     /// Blocks until all queued work has finished and reports any
     /// asynchronous launch error.
     pub fn synchronize(&self) -> Result<()> {

@@ -19,7 +19,9 @@
 //! - [`layer_norm`]: residual add + LayerNorm (post-LN sublayer output);
 //! - [`embedding`]: token gather · sqrt(d_model) + sinusoidal positions;
 //! - [`logits`]: final_logits_bias, pad mask, log-softmax, argmax / top-k;
-//! - [`bias_activation`]: bias add + relu / gelu / gelu_tanh / swish.
+//! - [`bias_activation`]: bias add + relu / gelu / gelu_tanh / swish;
+//! - [`linear`]: `act(x · wᵀ + bias) + residual`, tensor cores for f16 /
+//!   bf16, SIMT for f32, split-K for decode shapes.
 //!
 //! Each safe wrapper checks shapes, devices and sizes before its one
 //! `unsafe` launch. [`numerics`] holds the tolerance type and the
@@ -39,6 +41,7 @@ pub mod device;
 pub mod embedding;
 pub mod kernels;
 pub mod layer_norm;
+pub mod linear;
 pub mod logits;
 pub mod numerics;
 pub mod params;

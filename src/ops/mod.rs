@@ -26,6 +26,7 @@ pub mod bias_activation;
 pub mod convert;
 pub mod embedding;
 pub mod layer_norm;
+pub mod linear;
 pub mod logits;
 
 use std::sync::Arc;
@@ -183,6 +184,7 @@ pub static REGISTRY: &[Op] = &[
     embedding::OP,
     logits::OP,
     bias_activation::OP,
+    linear::OP,
 ];
 
 /// The op named `name` (as in [`Op::name`]).

@@ -27,6 +27,7 @@
 #pragma once
 
 #include <stdint.h>
+#include <vector_types.h>
 
 namespace tk {
 
@@ -63,6 +64,9 @@ __device__ __forceinline__ void mma_m16n8k16_f32_f16(float (&d)[4], const uint32
                                                      const uint32_t (&b)[2],
                                                      const float (&c)[4]) {
     ::tk_emu::mma_m16n8k16(d, a, b, c, false);
+}
+__device__ __forceinline__ void st_global_16(void* gmem, uint4 v) {
+    *static_cast<uint4*>(gmem) = v;
 }
 
 #elif !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
@@ -184,6 +188,19 @@ __device__ __forceinline__ void mma_m16n8k16_f32_f16(float (&d)[4], const uint32
           "f"(c[1]), "f"(c[2]), "f"(c[3]));
 }
 
+// ---- st.global.v4.b32: one 16-byte store -------------------------------------
+// PTX ISA: "Data Movement and Conversion Instructions: st" (.v4, .b32).
+// A plain `*(uint4*)p = v` is sometimes split by the compiler into four
+// 32-bit stores (CUDA 13.0, linear.cu's epilogue: the uint4 is rebuilt from
+// converted halves and the store vectorizer does not re-join it); this
+// states the 128-bit store (STG.E.128). `gmem` must be a 16-byte aligned
+// global address.
+__device__ __forceinline__ void st_global_16(void* gmem, uint4 v) {
+    asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"l"(__cvta_generic_to_global(gmem)),
+                 "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w)
+                 : "memory");
+}
+
 #else  // a device pass for an architecture below sm_80
 
 // Stand-ins: any call fails to compile, naming the wrapper and the reason.
@@ -199,6 +216,7 @@ TK_PTX_NEEDS_SM80(ldmatrix_x4_trans)
 TK_PTX_NEEDS_SM80(ldmatrix_x2)
 TK_PTX_NEEDS_SM80(mma_m16n8k16_f32_bf16)
 TK_PTX_NEEDS_SM80(mma_m16n8k16_f32_f16)
+TK_PTX_NEEDS_SM80(st_global_16)
 #undef TK_PTX_NEEDS_SM80
 template <int N> __device__ void cp_async_wait() {
     static_assert(N < 0 && N >= 0, "tk::cp_async_wait needs sm_80 or newer");

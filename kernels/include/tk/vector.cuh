@@ -44,14 +44,20 @@ __device__ __forceinline__ void load16_f32(const T* p, float (&out)[Vec16<T>::N]
     for (int i = 0; i < Vec16<T>::N; ++i) out[i] = to_f32<T>(e[i]);
 }
 
-// Rounds Vec16<T>::N f32 values to T and stores them at `p` (16-byte aligned).
+// Rounds Vec16<T>::N f32 values to T, packed as one 16-byte chunk.
 template <typename T>
-__device__ __forceinline__ void store16_from_f32(T* p, const float (&in)[Vec16<T>::N]) {
+__device__ __forceinline__ uint4 pack16_from_f32(const float (&in)[Vec16<T>::N]) {
     uint4 raw;
     T* e = reinterpret_cast<T*>(&raw);
 #pragma unroll
     for (int i = 0; i < Vec16<T>::N; ++i) e[i] = from_f32<T>(in[i]);
-    *reinterpret_cast<uint4*>(p) = raw;
+    return raw;
+}
+
+// Rounds Vec16<T>::N f32 values to T and stores them at `p` (16-byte aligned).
+template <typename T>
+__device__ __forceinline__ void store16_from_f32(T* p, const float (&in)[Vec16<T>::N]) {
+    *reinterpret_cast<uint4*>(p) = pack16_from_f32<T>(in);
 }
 
 }  // namespace tk

@@ -54,6 +54,7 @@ extern "C" {
         params: *const c_void,
         grid: *const u32,
         block: *const u32,
+        shared_bytes: u32,
         order: i32,
         seed: u64,
         race_check: i32,
@@ -235,6 +236,12 @@ impl Runtime for EmuRuntime {
         "SIMT emulator (CPU)"
     }
 
+    fn multiprocessor_count(&self) -> u32 {
+        // An H200's, so that shape heuristics (the GEMM's tile and split-K
+        // choice) take on the emulator the paths they take on that GPU.
+        132
+    }
+
     fn compute_capability(&self) -> (i32, i32) {
         // The kernels are compiled for sm_80+; the emulator runs their
         // generic (non-Hopper) paths.
@@ -366,6 +373,7 @@ impl EmuRuntime {
                 params,
                 grid.as_ptr(),
                 block.as_ptr(),
+                shape.shared_mem_bytes,
                 order,
                 seed,
                 i32::from(self.race_check),

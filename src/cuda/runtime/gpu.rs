@@ -25,6 +25,7 @@ pub struct GpuRuntime {
     functions: Mutex<HashMap<KernelRef, CudaFunction>>,
     name: String,
     compute_capability: (i32, i32),
+    multiprocessors: u32,
 }
 
 impl GpuRuntime {
@@ -71,7 +72,13 @@ impl GpuRuntime {
         let compute_capability = ctx
             .compute_capability()
             .map_err(driver("compute capability"))?;
+        let multiprocessors = ctx
+            .attribute(
+                cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+            )
+            .map_err(driver("multiprocessor count"))?;
         Ok(GpuRuntime {
+            multiprocessors: u32::try_from(multiprocessors).unwrap_or(1).max(1),
             ctx,
             stream,
             modules,
@@ -113,6 +120,9 @@ impl GpuRuntime {
     }
 }
 
+/// Dynamic shared memory a kernel may use without opting in, bytes.
+const DEFAULT_MAX_DYNAMIC_SHARED: u32 = 48 * 1024;
+
 impl Runtime for GpuRuntime {
     fn kind(&self) -> RuntimeKind {
         RuntimeKind::Gpu
@@ -124,6 +134,10 @@ impl Runtime for GpuRuntime {
 
     fn compute_capability(&self) -> (i32, i32) {
         self.compute_capability
+    }
+
+    fn multiprocessor_count(&self) -> u32 {
+        self.multiprocessors
     }
 
     fn alloc_zeroed(&self, bytes: usize) -> Result<Allocation> {
@@ -184,6 +198,17 @@ impl Runtime for GpuRuntime {
         _call: super::Trampoline,
     ) -> Result<()> {
         let func = self.function(kernel)?;
+        if shape.shared_mem_bytes > DEFAULT_MAX_DYNAMIC_SHARED {
+            // Above 48 KiB a kernel must opt in (CUDA Programming Guide,
+            // "Shared Memory": cudaFuncSetAttribute with
+            // MaxDynamicSharedMemorySize); setting it again is harmless.
+            let bytes = i32::try_from(shape.shared_mem_bytes).unwrap_or(i32::MAX);
+            func.set_attribute(
+                cudarc::driver::sys::CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                bytes,
+            )
+            .map_err(driver("set the kernel's dynamic shared memory size"))?;
+        }
         let mut args = [params.cast_mut()];
         // SAFETY: `params` points to the kernel's one by-value parameter (a
         // params.h struct; the driver copies as many bytes as the kernel

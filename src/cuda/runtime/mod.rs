@@ -141,6 +141,10 @@ pub trait Runtime: Send + Sync {
     /// `(major, minor)` compute capability the kernels run as.
     fn compute_capability(&self) -> (i32, i32);
 
+    /// Streaming multiprocessors (the unit a launch heuristic fills with
+    /// CTAs, e.g. 132 on an H200).
+    fn multiprocessor_count(&self) -> u32;
+
     /// `bytes` (at least 1) of zeroed device memory.
     ///
     /// # Errors
