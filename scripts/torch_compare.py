@@ -7,7 +7,11 @@ same run (scripts/device-check.sh run). Not used by CI or the Rust tests.
       table, (logits + bias, pad -> -inf) -> log_softmax -> topk, bias +
       activation, and f32 -> dtype conversion of the weight shapes, with CUDA events around N back-to-back calls, and reports
       GB/s with the SAME byte counts as `bench` (the bytes the fused op must
-      move), so the two columns compare directly.
+      move), so the two columns compare directly. For the GEMM (`linear_*`
+      rows, f16 and bf16): cuBLAS through `x @ W.T` alone (`linear_*_cublas`)
+      and `F.linear` + activation + residual as separate ops (`linear_*`, the
+      same names and byte counts as ours), plus cuBLAS's bf16 rate at
+      8192^3 (`cublas_peak`), the peak the summary's "% peak" refers to.
 
   python3 torch_compare.py --summary bench.csv torch.csv
       prints the short table: ours vs PyTorch at the model's largest shapes
@@ -25,6 +29,15 @@ D_MODEL = 512
 VOCAB = 58101
 FFN = 2048
 TOKENS = [1, 16, 128, 1024, 4096, 16384]
+# The GEMM rows of `bench` (src/ops/linear.rs): m x (role, n, k, epilogue).
+LINEAR_M = [1, 8, 64, 512, 4096, 16384]
+LINEAR_SHAPES = [
+    ("qkv", 3 * D_MODEL, D_MODEL, "bias"),
+    ("out_proj", D_MODEL, D_MODEL, "bias+residual"),
+    ("fc1", FFN, D_MODEL, "bias+swish"),
+    ("fc2", D_MODEL, FFN, "bias+residual"),
+    ("logits", VOCAB, D_MODEL, "bias"),
+]
 DTYPES = ["f32", "f16", "bf16"]
 
 
@@ -61,13 +74,47 @@ def run(args):
     size = {"f32": 4, "f16": 2, "bf16": 2}
     rows = []
 
-    def add(op, dname, shape, seconds, nbytes):
+    def add(op, dname, shape, seconds, nbytes, flops=0):
         gbps = nbytes / seconds / 1e9
-        rows.append((op, dname, shape, seconds * 1e6, nbytes, gbps))
-        print(f"{op:<22} {dname:<5} {shape:<20} {seconds * 1e6:>10.2f} {nbytes:>12} {gbps:>9.1f}", flush=True)
+        tflops = flops / seconds / 1e12
+        rows.append((op, dname, shape, seconds * 1e6, nbytes, gbps, flops, tflops))
+        print(f"{op:<22} {dname:<5} {shape:<20} {seconds * 1e6:>10.2f} {nbytes:>12} {gbps:>9.1f} "
+              f"{tflops:>9.1f}", flush=True)
 
     print(f"torch {torch.__version__} on {torch.cuda.get_device_name()}")
-    print(f"{'op':<22} {'dtype':<5} {'shape':<20} {'time us':>10} {'bytes':>12} {'GB/s':>9}")
+    print(f"{'op':<22} {'dtype':<5} {'shape':<20} {'time us':>10} {'bytes':>12} {'GB/s':>9} {'TFLOP/s':>9}")
+    # cuBLAS's bf16 matrix rate: the peak the GEMM rows are measured against.
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    sec = time_fn(torch, lambda: a @ b, 10)
+    add("cublas_peak", "bf16", "8192x8192x8192", sec, 3 * 8192 * 8192 * 2, 2 * 8192 ** 3)
+    del a, b
+    acts = {"relu": F.relu, "gelu": F.gelu, "swish": F.silu}
+    for dname in ("f16", "bf16"):
+        t, s = dt[dname], size[dname]
+        for role, n, k, epi in LINEAR_SHAPES:
+            w = (torch.rand(n, k, device="cuda", dtype=t) * 2 - 1) / math.sqrt(k)
+            bias = torch.rand(n, device="cuda", dtype=t) * 2 - 1
+            act = next((acts[a] for a in acts if a in epi), None)
+            for m in LINEAR_M:
+                x = torch.rand(m, k, device="cuda", dtype=t) * 2 - 1
+                res = torch.rand(m, n, device="cuda", dtype=t) * 2 - 1 if "residual" in epi else None
+                shape = f"{m}x{n}x{k}"
+                flops = 2 * m * n * k
+                nbytes = (m * k + n * k + m * n + n + (m * n if res is not None else 0)) * s
+                sec = time_fn(torch, lambda: x @ w.T, args.iters)
+                add(f"linear_{role}_cublas", dname, shape, sec, (m * k + n * k + m * n) * s, flops)
+
+                def fused():
+                    y = F.linear(x, w, bias)
+                    if act is not None:
+                        y = act(y)
+                    if res is not None:
+                        y = y + res
+                    return y
+                sec = time_fn(torch, fused, args.iters)
+                add(f"linear_{role}", dname, shape, sec, nbytes, flops)
+            del x, w
     for dname in DTYPES:
         t, s = dt[dname], size[dname]
         for r_, c_ in ((D_MODEL, D_MODEL), (FFN, D_MODEL), (VOCAB, D_MODEL)):
@@ -112,9 +159,9 @@ def run(args):
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["kernel", "dtype", "shape", "time_us", "bytes", "gbps"])
+            w.writerow(["kernel", "dtype", "shape", "time_us", "bytes", "gbps", "flops", "tflops"])
             for r in rows:
-                w.writerow([r[0], r[1], r[2], f"{r[3]:.3f}", r[4], f"{r[5]:.2f}"])
+                w.writerow([r[0], r[1], r[2], f"{r[3]:.3f}", r[4], f"{r[5]:.2f}", r[6], f"{r[7]:.3f}"])
 
 
 def summary(bench_csv, torch_csv):
@@ -150,6 +197,31 @@ def summary(bench_csv, torch_csv):
         print(f"{k[0]:<20} {k[1]:<5} {k[2]:<18} {ous:>9.2f} {float(o['gbps']) if o else float('nan'):>10.1f} "
               f"{float(o['pct_copy']) if o else float('nan'):>6.1f}% {tus:>9.2f} "
               f"{float(t['gbps']) if t else float('nan'):>10.1f} {tus / ous if o and t else float('nan'):>7.2f}x")
+
+    # The GEMM: ours (fused epilogue) against cuBLAS alone and against
+    # cuBLAS + the epilogue as separate ops; % of cuBLAS's 8192^3 bf16 rate
+    # for large m, % of the copy bandwidth on weight bytes for small m.
+    peak = theirs.get(("cublas_peak", "bf16", "8192x8192x8192"))
+    peak_tf = float(peak["tflops"]) if peak else float("nan")
+    print(f"\nGEMM (cuBLAS bf16 8192^3: {peak_tf:.1f} TFLOP/s)")
+    print(f"{'linear':<16} {'dtype':<5} {'shape':<18} {'ours us':>9} {'TFLOP/s':>8} {'% peak':>7} {'% copy':>7} "
+          f"{'cuBLAS us':>10} {'x cuBLAS':>9} {'+epi us':>9} {'x +epi':>7}")
+    for role, n, k, _ in LINEAR_SHAPES:
+        for m in LINEAR_M:
+            for d in ("bf16",):
+                key = (f"linear_{role}", d, f"{m}x{n}x{k}")
+                o, sep = ours.get(key), theirs.get(key)
+                cub = theirs.get((f"linear_{role}_cublas", d, f"{m}x{n}x{k}"))
+                if o is None and sep is None:
+                    continue
+                nan = float("nan")
+                ous = float(o["time_us"]) if o else nan
+                otf = float(o["tflops"]) if o and "tflops" in o else nan
+                cus = float(cub["time_us"]) if cub else nan
+                sus = float(sep["time_us"]) if sep else nan
+                print(f"{role:<16} {d:<5} {m}x{n}x{k:<10} {ous:>9.2f} {otf:>8.1f} {100 * otf / peak_tf:>6.1f}% "
+                      f"{float(o['pct_copy']) if o else nan:>6.1f}% {cus:>10.2f} {cus / ous:>8.2f}x {sus:>9.2f} "
+                      f"{sus / ous:>6.2f}x")
 
 
 def main():

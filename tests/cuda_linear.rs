@@ -146,7 +146,14 @@ fn random_shapes<T: DeviceElement>(test: &str) {
         return;
     };
     let ts = tiles::<T>();
-    let dim = || prop_oneof![1usize..300, prop::sample::select(vec![15usize, 16, 17, 63, 64, 65, 127, 128, 129, 255, 256, 257])];
+    let dim = || {
+        prop_oneof![
+            1usize..300,
+            prop::sample::select(vec![
+                15usize, 16, 17, 63, 64, 65, 127, 128, 129, 255, 256, 257
+            ])
+        ]
+    };
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(20));
     runner
         .run(
@@ -192,7 +199,11 @@ per_dtype! {
     random_shapes_bf16 => random_shapes::<bf16>;
 }
 
-fn upload<T: DeviceElement>(dev: &Arc<Device>, rng: &mut SplitMix64, shape: &[usize]) -> (DeviceTensor<T>, Vec<f32>) {
+fn upload<T: DeviceElement>(
+    dev: &Arc<Device>,
+    rng: &mut SplitMix64,
+    shape: &[usize],
+) -> (DeviceTensor<T>, Vec<f32>) {
     let n = shape.iter().product();
     let (s, w) = random_storage::<T>(rng, n, -1.0, 1.0);
     (DeviceTensor::from_host(dev, &s, shape).unwrap(), w)
@@ -263,7 +274,8 @@ fn split_k_is_deterministic() {
 /// the right product.
 #[test]
 fn misaligned_operand_takes_the_element_path() {
-    let Some(dev) = common_kernels::device_or_skip("misaligned_operand_takes_the_element_path") else {
+    let Some(dev) = common_kernels::device_or_skip("misaligned_operand_takes_the_element_path")
+    else {
         return;
     };
     let (m, n, k) = (5, 24, 32);

@@ -34,7 +34,7 @@ pub fn criterion() -> Criterion {
 
 /// Benchmarks every workload of `op` in every storage dtype, named
 /// `cuda/<op>/<dtype>/<shape>` with `Throughput::Bytes` = the bytes the
-/// fused op must read + write. Each iteration is one launch and a stream
+/// fused op must read + write (`Throughput::Elements` = FLOPs for the GEMM). Each iteration is one launch and a stream
 /// synchronisation.
 pub fn bench_op(op: &Op) {
     let Some(dev) = device_or_skip(op.name) else {
@@ -46,7 +46,13 @@ pub fn bench_op(op: &Op) {
         for case in (op.bench_cases)(false) {
             let work = (op.workload)(&case, dtype);
             let mut run = (op.prepare)(&dev, dtype, &case).expect("prepare inputs");
-            g.throughput(Throughput::Bytes(work.bytes));
+            g.throughput(if work.flops > 0 {
+                // Compute rows (the GEMM): FLOPs as elements, so that
+                // criterion's "Gelem/s" reads as GFLOP/s.
+                Throughput::Elements(work.flops)
+            } else {
+                Throughput::Bytes(work.bytes)
+            });
             let name = format!("{} {}", work.label, work.shape);
             g.bench_function(name, |b| {
                 b.iter(|| {

@@ -7,6 +7,7 @@
 // Launch: one block of 64 threads (two warps), n <= 64 unless noted.
 
 #include "params.h"
+#include "tk/smem.cuh"
 
 namespace {
 
@@ -78,4 +79,13 @@ extern "C" __global__ void emu_fault_shuffle_exited_lane(EmuFaultParams p) {
 extern "C" __global__ void emu_fault_mask_without_caller(EmuFaultParams p) {
     const float v = __shfl_xor_sync(0x1u, p.in[threadIdx.x], 0);
     p.out[threadIdx.x] = v;
+}
+
+// Dynamic shared memory used past the launch's size (launched with none):
+// the first store lands in the fence.
+extern "C" __global__ void emu_fault_dynamic_smem_oob(EmuFaultParams p) {
+    float* s = reinterpret_cast<float*>(tk::dynamic_smem());
+    s[threadIdx.x] = p.in[threadIdx.x];
+    __syncthreads();
+    p.out[threadIdx.x] = s[threadIdx.x];
 }

@@ -515,19 +515,22 @@ void check_bounds(uintptr_t a, size_t bytes, bool write, const void* pc) {
         const uintptr_t end = al.ptr + al.bytes;
         if (a + bytes <= al.ptr - g_fence || a >= end + g_fence) continue;
         if (a >= al.ptr && a + bytes <= end) return;  // inside
+        const char* kind = g && al.ptr == reinterpret_cast<uintptr_t>(g->smem)
+                               ? "dynamic shared memory"
+                               : "allocation";
         char buf[320];
         if (a + bytes > end)
             snprintf(buf, sizeof buf,
                      "out-of-bounds %s of %zu bytes at %p (pc %p), %zu bytes past the end of "
-                     "the %zu-byte allocation at %p",
+                     "the %zu-byte %s at %p",
                      write ? "write" : "read", bytes, reinterpret_cast<void*>(a), pc,
-                     size_t(a + bytes - end), al.bytes, reinterpret_cast<void*>(al.ptr));
+                     size_t(a + bytes - end), al.bytes, kind, reinterpret_cast<void*>(al.ptr));
         else
             snprintf(buf, sizeof buf,
                      "out-of-bounds %s of %zu bytes at %p (pc %p), %zu bytes before the start "
-                     "of the %zu-byte allocation at %p",
+                     "of the %zu-byte %s at %p",
                      write ? "write" : "read", bytes, reinterpret_cast<void*>(a), pc,
-                     size_t(al.ptr - a), al.bytes, reinterpret_cast<void*>(al.ptr));
+                     size_t(al.ptr - a), al.bytes, kind, reinterpret_cast<void*>(al.ptr));
         fail(where(*g->cur) + ": " + buf);
     }
 }
@@ -568,19 +571,23 @@ void record_access(const void* addr, size_t bytes, bool write, const void* pc) {
             // Statics (the twins' __shared__ variables) end at the linker's
             // _end; device memory is heap.
             const bool is_static = a < reinterpret_cast<uintptr_t>(&_end);
+            const bool is_dynamic = gr * 2 >= g_smem_lo && gr * 2 < g_smem_hi;
+            const char* space = is_dynamic ? "dynamic __shared__ memory"
+                                : is_static ? "__shared__ memory"
+                                            : "device memory";
             char buf[384];
             if (other_pc) {
                 snprintf(buf, sizeof buf,
                          "data race on %s at %p: %s %s it (pc %p) after %s wrote it (pc %p) "
                          "with no __syncthreads (or warp collective) between",
-                         is_static ? "__shared__ memory" : "device memory",
+                         space,
                          reinterpret_cast<void*>(gr * 2), where(f).c_str(), conflict, pc,
                          where_thread(other).c_str(), other_pc);
             } else {
                 snprintf(buf, sizeof buf,
                          "data race on %s at %p: %s writes it (pc %p) after %s read it "
                          "with no __syncthreads (or warp collective) between",
-                         is_static ? "__shared__ memory" : "device memory",
+                         space,
                          reinterpret_cast<void*>(gr * 2), where(f).c_str(), pc,
                          other >= 0 ? where_thread(other).c_str() : "other threads");
             }

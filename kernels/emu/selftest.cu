@@ -17,7 +17,7 @@
 
 namespace {
 
-template <typename T, bool A_TRANSPOSED, bool WAIT>
+template <typename T, bool A_TRANSPOSED, bool WAIT, bool SYNC = true>
 __device__ void mma_selftest(const EmuFaultParams& p) {
     __shared__ __align__(16) T sA[16][16];  // A, or A^T when A_TRANSPOSED
     __shared__ __align__(16) T sW[8][16];
@@ -30,7 +30,7 @@ __device__ void mma_selftest(const EmuFaultParams& p) {
     if (lane < 16) tk::cp_async_16(&sW[lane / 2][8 * (lane % 2)], w_src + 8 * lane, 16);
     tk::cp_async_commit();
     if (WAIT) tk::cp_async_wait<0>();
-    __syncwarp();
+    if (SYNC) __syncwarp();  // the copies of every lane, visible to all
 
     uint32_t a[4], b[2];
     const int i = lane / 8, r = lane % 8;
@@ -66,6 +66,11 @@ extern "C" __global__ void emu_selftest_mma_f16(EmuFaultParams p) {
 }
 extern "C" __global__ void emu_selftest_mma_trans_bf16(EmuFaultParams p) {
     mma_selftest<__nv_bfloat16, true, true>(p);
+}
+// Fault: each lane waits for its own copies, but ldmatrix reads rows other
+// lanes copied with no __syncwarp between: a race the detector must report.
+extern "C" __global__ void emu_fault_cp_async_no_sync(EmuFaultParams p) {
+    mma_selftest<__nv_bfloat16, false, true, false>(p);
 }
 // Fault: the stage is read (ldmatrix) before the cp.async group is waited for.
 extern "C" __global__ void emu_fault_cp_async_before_wait(EmuFaultParams p) {

@@ -1,10 +1,13 @@
-//! `bench` subcommand: times every memory-bound CUDA kernel at the model's
+//! `bench` subcommand: times every CUDA kernel at the model's
 //! shapes (tokens 1..16384 x d_model 512, vocabulary 58101; dtype conversion
 //! of the weight shapes 512x512, 2048x512, 58101x512) and prints, per
 //! kernel and shape, the time per launch, the bandwidth (bytes read +
 //! written / time, GB/s) and that bandwidth as % of a device-to-device copy
 //! moving the same number of bytes, measured in the same run (the copy is
-//! the practical roofline of a memory-bound kernel).
+//! the practical roofline of a memory-bound kernel). Compute rows (the
+//! GEMM, `linear_*`: m × n × k at the model's projections) also get TFLOP/s
+//! (2·m·n·k / time); their bytes are x, w, bias, residual and out once,
+//! which for small m is the weight stream the step is bound by.
 //!
 //! Timing: CUDA events around `--iters` back-to-back launches on the
 //! device's stream after `--warmup` launches; the mean per launch.
@@ -50,6 +53,11 @@ struct Row {
 impl Row {
     fn gbps(&self) -> f64 {
         self.work.bytes as f64 / self.seconds / 1e9
+    }
+
+    /// TFLOP/s for compute rows (the GEMM: 2·m·n·k), `None` for memory-bound ones.
+    fn tflops(&self) -> Option<f64> {
+        (self.work.flops > 0).then(|| self.work.flops as f64 / self.seconds / 1e12)
     }
 }
 
@@ -115,21 +123,23 @@ impl Bench {
 
 fn print_header() {
     println!(
-        "{:<22} {:<5} {:<20} {:>10} {:>12} {:>9} {:>9}",
-        "kernel", "dtype", "shape", "time us", "bytes", "GB/s", "% copy"
+        "{:<22} {:<5} {:<20} {:>10} {:>12} {:>9} {:>9} {:>9}",
+        "kernel", "dtype", "shape", "time us", "bytes", "GB/s", "% copy", "TFLOP/s"
     );
 }
 
 fn print_row(r: &Row) {
+    let tflops = r.tflops().map_or("-".to_string(), |t| format!("{t:.1}"));
     println!(
-        "{:<22} {:<5} {:<20} {:>10.2} {:>12} {:>9.1} {:>8.1}%",
+        "{:<22} {:<5} {:<20} {:>10.2} {:>12} {:>9.1} {:>8.1}% {:>9}",
         r.work.label,
         r.dtype,
         r.work.shape,
         r.seconds * 1e6,
         r.work.bytes,
         r.gbps(),
-        100.0 * r.gbps() / r.copy_gbps
+        100.0 * r.gbps() / r.copy_gbps,
+        tflops
     );
     let _ = std::io::stdout().flush();
 }
@@ -169,10 +179,11 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     if let Some(path) = &args.csv {
-        let mut s = String::from("kernel,dtype,shape,time_us,bytes,gbps,copy_gbps,pct_copy\n");
+        let mut s =
+            String::from("kernel,dtype,shape,time_us,bytes,gbps,copy_gbps,pct_copy,flops,tflops\n");
         for r in &rows {
             s.push_str(&format!(
-                "{},{},{},{:.3},{},{:.2},{:.2},{:.2}\n",
+                "{},{},{},{:.3},{},{:.2},{:.2},{:.2},{},{:.3}\n",
                 r.work.label,
                 r.dtype,
                 r.work.shape,
@@ -180,7 +191,9 @@ pub fn run(args: Args) -> Result<()> {
                 r.work.bytes,
                 r.gbps(),
                 r.copy_gbps,
-                100.0 * r.gbps() / r.copy_gbps
+                100.0 * r.gbps() / r.copy_gbps,
+                r.work.flops,
+                r.tflops().unwrap_or(0.0)
             ));
         }
         std::fs::write(path, s).map_err(|e| Error::io(path, e))?;

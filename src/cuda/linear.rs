@@ -421,7 +421,14 @@ pub fn linear_into_with<T: DeviceElement>(
     plan: LinearPlan,
     workspace: &mut LinearWorkspace,
 ) -> Result<()> {
-    run(x, w, epilogue, plan, OutMode::Separate(out), Some(workspace))
+    run(
+        x,
+        w,
+        epilogue,
+        plan,
+        OutMode::Separate(out),
+        Some(workspace),
+    )
 }
 
 /// `acc = act(x · wᵀ + bias) + acc`: the residual is the output (a
@@ -468,7 +475,10 @@ enum OutMode<'o, T: DeviceElement> {
 }
 
 /// `(m, n, k)` of `x [..., k] · w[n, k]ᵀ`.
-fn dims<T: DeviceElement>(x: &DeviceTensor<T>, w: &DeviceTensor<T>) -> Result<(usize, usize, usize)> {
+fn dims<T: DeviceElement>(
+    x: &DeviceTensor<T>,
+    w: &DeviceTensor<T>,
+) -> Result<(usize, usize, usize)> {
     let Some(&k) = x.shape().last() else {
         return Err(Error::shape(OP, "x [..., k]", "x []"));
     };
@@ -479,11 +489,8 @@ fn dims<T: DeviceElement>(x: &DeviceTensor<T>, w: &DeviceTensor<T>) -> Result<(u
             format!("w {:?}", w.shape()),
         ));
     }
-    let m = if k == 0 {
-        x.shape()[..x.shape().len() - 1].iter().product()
-    } else {
-        x.numel() / k
-    };
+    // The product of the leading dimensions (also when k = 0).
+    let m = x.shape()[..x.shape().len() - 1].iter().product();
     Ok((m, w.shape()[0], k))
 }
 
@@ -528,7 +535,10 @@ fn run<T: DeviceElement>(
             .checked_mul(m)
             .and_then(|e| e.checked_mul(n))
             .ok_or_else(|| Error::invalid(OP, format!("{splits} x {m} x {n} partials overflow")))?;
-        workspace.unwrap_or(&mut own).get(device, elements)?.device_ptr_mut() as *mut f32
+        workspace
+            .unwrap_or(&mut own)
+            .get(device, elements)?
+            .device_ptr_mut() as *mut f32
     } else {
         core::ptr::null_mut()
     };
@@ -536,15 +546,15 @@ fn run<T: DeviceElement>(
     let params = LinearParams {
         x: x.device_ptr() as *const core::ffi::c_void,
         w: w.device_ptr() as *const core::ffi::c_void,
-        bias: epilogue
-            .bias
-            .map_or(core::ptr::null(), |b| b.device_ptr() as *const core::ffi::c_void),
+        bias: epilogue.bias.map_or(core::ptr::null(), |b| {
+            b.device_ptr() as *const core::ffi::c_void
+        }),
         residual: if in_place {
             out_ptr as *const core::ffi::c_void
         } else {
-            epilogue
-                .residual
-                .map_or(core::ptr::null(), |r| r.device_ptr() as *const core::ffi::c_void)
+            epilogue.residual.map_or(core::ptr::null(), |r| {
+                r.device_ptr() as *const core::ffi::c_void
+            })
         },
         out: out_ptr as *mut core::ffi::c_void,
         partials,
@@ -650,7 +660,9 @@ pub unsafe fn launch(
             format!("a plan of {splits} k-slices needs a partials workspace"),
         ));
     }
-    if aligned && dtype != DType::F32 && (k % 8 != 0 || p.x as u64 % 16 != 0 || p.w as u64 % 16 != 0)
+    if aligned
+        && dtype != DType::F32
+        && (k % 8 != 0 || p.x as u64 % 16 != 0 || p.w as u64 % 16 != 0)
     {
         return Err(Error::invalid(
             OP,
@@ -688,7 +700,12 @@ pub unsafe fn launch(
 }
 
 /// The device's plan for `m × n × k` in `T` (what [`linear`] would use).
-pub fn plan_for<T: DeviceElement>(device: &Arc<Device>, m: usize, n: usize, k: usize) -> LinearPlan {
+pub fn plan_for<T: DeviceElement>(
+    device: &Arc<Device>,
+    m: usize,
+    n: usize,
+    k: usize,
+) -> LinearPlan {
     plan(m, n, k, T::DTYPE, device.multiprocessor_count())
 }
 
@@ -710,7 +727,10 @@ mod tests {
         assert_eq!(plan(2048, 1536, 512, DType::F16, h200).tile, Tile::T128x128);
         assert_eq!(plan(1000, 999, 1001, DType::BF16, h200).tile, Tile::T64x64);
         // f32: always the SIMT tile.
-        assert_eq!(plan(4096, 4096, 512, DType::F32, h200).tile, Tile::Simt64x64);
+        assert_eq!(
+            plan(4096, 4096, 512, DType::F32, h200).tile,
+            Tile::Simt64x64
+        );
         // No empty slice; k = 0 is one slice.
         for k in [0, 1, 63, 64, 65, 200, 2048, 5000] {
             let p = plan(1, 64, k, DType::BF16, h200);

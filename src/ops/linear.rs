@@ -26,8 +26,8 @@ use super::{Case, CheckRow, Op, Run, Workload};
 use crate::activation::Activation;
 use crate::cpu::linear::{linear as cpu_linear, linear_epilogue};
 use crate::cuda::linear::{
-    self as kernel, linear_accumulate_with_plan, linear_into_with, linear_with_plan,
-    Epilogue, LinearPlan, LinearWorkspace, Tile,
+    self as kernel, linear_accumulate_with_plan, linear_into_with, linear_with_plan, Epilogue,
+    LinearPlan, LinearWorkspace, Tile,
 };
 use crate::cuda::numerics::{random_storage, widen, SplitMix64, Tolerance};
 use crate::cuda::{Device, DeviceElement, DeviceTensor};
@@ -297,7 +297,10 @@ pub fn check<T: DeviceElement>(dev: &Arc<Device>, spec: &Spec, seed: u64) -> Res
         let in_place = acc.to_host()?;
         if bytemuck::cast_slice::<T, u8>(&in_place) != bytemuck::cast_slice::<T, u8>(&got_raw) {
             row.passed = false;
-            row.note = format!("in place (residual = out) differs from out of place; {}", row.note);
+            row.note = format!(
+                "in place (residual = out) differs from out of place; {}",
+                row.note
+            );
         }
     }
     Ok(row)
@@ -478,8 +481,9 @@ mod tests {
         let (_, x) = random_storage::<half::bf16>(&mut rng, m * k, -1.0, 1.0);
         let (_, w) = random_storage::<half::bf16>(&mut rng, n * k, -0.1, 0.1);
         let y64 = reference_f64(&x, &w, None, Some(Activation::Gelu), None, m, n, k);
-        let y = storage_precision::<half::bf16>(&x, &w, None, Some(Activation::Gelu), None, m, n, k)
-            .unwrap();
+        let y =
+            storage_precision::<half::bf16>(&x, &w, None, Some(Activation::Gelu), None, m, n, k)
+                .unwrap();
         let e = max_err(&y, &y64);
         assert!(e > 0.0 && e < 0.02, "bf16 storage error {e}");
     }

@@ -553,6 +553,22 @@ mod tests {
     }
 
     #[test]
+    fn dynamic_shared_memory_past_the_launch_size_is_caught() {
+        for s in Schedule::ALL {
+            let (r, _) = run("emu_fault_dynamic_smem_oob", s, &input(), 64);
+            fault(
+                r,
+                "emu_fault_dynamic_smem_oob",
+                s,
+                &[
+                    "out-of-bounds write of 4 bytes",
+                    "past the end of the 0-byte dynamic shared memory",
+                ],
+            );
+        }
+    }
+
+    #[test]
     fn missing_barrier_before_scratch_reuse_is_a_race_in_every_order() {
         for s in Schedule::ALL {
             let (r, _) = run("emu_fault_missing_sync", s, &input(), 64);
@@ -684,6 +700,33 @@ mod tests {
         mma_selftest::<half::bf16>("emu_selftest_mma_bf16");
         mma_selftest::<half::f16>("emu_selftest_mma_f16");
         mma_selftest::<half::bf16>("emu_selftest_mma_trans_bf16");
+    }
+
+    #[test]
+    fn ldmatrix_of_rows_other_lanes_copied_without_a_sync_is_a_race() {
+        let (a, w, at) = mma_inputs();
+        let host: Vec<half::bf16> = a
+            .iter()
+            .chain(&w)
+            .chain(&at)
+            .map(|&x| half::bf16::from_f32(x))
+            .collect();
+        for s in Schedule::ALL {
+            let (r, _) = launch_raw(
+                "emu_selftest",
+                "emu_fault_cp_async_no_sync",
+                s,
+                bytemuck::cast_slice(&host),
+                128,
+                32,
+            );
+            fault(
+                r,
+                "emu_fault_cp_async_no_sync",
+                s,
+                &["data race on __shared__ memory"],
+            );
+        }
     }
 
     #[test]
