@@ -164,10 +164,14 @@ __device__ __forceinline__ void slice_range(const LinearParams& p, int bk, int64
 
 // ---- tensor-core kernel (f16 / bf16) ----------------------------------------
 
-template <int BM_, int BN_, int BK_, int WARPS_M_, int WARPS_N_, int STAGES_>
+template <int BM_, int BN_, int BK_, int WARPS_M_, int WARPS_N_, int STAGES_, int MIN_BLOCKS_>
 struct Tile {
     static constexpr int BM = BM_, BN = BN_, BK = BK_;
     static constexpr int WARPS_M = WARPS_M_, WARPS_N = WARPS_N_, STAGES = STAGES_;
+    // CTAs per multiprocessor the register budget is sized for
+    // (__launch_bounds__'s second argument: 65536 / (THREADS * MIN_BLOCKS)
+    // registers per thread at most; a spill fails the static checks).
+    static constexpr int MIN_BLOCKS = MIN_BLOCKS_;
     static constexpr int THREADS = WARPS_M * WARPS_N * 32;
     static constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N;  // warp sub-tile
     static constexpr int MI = WM / 16, NI = WN / 8;             // mma tiles per warp
@@ -280,7 +284,7 @@ __device__ __forceinline__ void linear_tc(const LinearParams& p) {
         const T* b_s = b_tiles + stage * BN * LDS;
 #pragma unroll
         for (int ks = 0; ks < BK; ks += 16) {
-            uint32_t af[MI][4], bf[NI][2];
+            uint32_t af[MI][4];
 #pragma unroll
             for (int i = 0; i < MI; ++i) {
                 // Matrices (rows 0-7, k 0-7), (8-15, 0-7), (0-7, 8-15), (8-15, 8-15).
@@ -290,20 +294,20 @@ __device__ __forceinline__ void linear_tc(const LinearParams& p) {
 #pragma unroll
             for (int j = 0; j < NI; j += 2) {
                 // Matrices (n 0-7, k 0-7), (n 0-7, k 8-15), (n 8-15, k 0-7),
-                // (n 8-15, k 8-15): the b fragments of n-tiles j and j + 1.
+                // (n 8-15, k 8-15): the b fragments of n-tiles j and j + 1,
+                // used at once (fewer live registers than loading all first:
+                // the 128 x 128 tile fits ptxas's 128-register budget).
                 const int row = wn + j * 8 + lane % 8 + lane / 16 * 8;
                 const int col = ks + lane / 8 % 2 * 8;
                 uint32_t r[4];
                 tk::ldmatrix_x4(r, b_s + row * LDS + col);
-                bf[j][0] = r[0];
-                bf[j][1] = r[1];
-                bf[j + 1][0] = r[2];
-                bf[j + 1][1] = r[3];
+                const uint32_t b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
+#pragma unroll
+                for (int i = 0; i < MI; ++i) {
+                    Mma<T>::run(acc[i][j], af[i], b0);
+                    Mma<T>::run(acc[i][j + 1], af[i], b1);
+                }
             }
-#pragma unroll
-            for (int i = 0; i < MI; ++i)
-#pragma unroll
-                for (int j = 0; j < NI; ++j) Mma<T>::run(acc[i][j], af[i], bf[j]);
         }
     }
     tk::cp_async_wait_all();
@@ -330,13 +334,14 @@ __device__ __forceinline__ void linear_tc(const LinearParams& p) {
 // The tile configurations (src/cuda/linear.rs::Tile mirrors them).
 // 128 x 256: the largest tiles (m and n in the thousands); 8 warps of 64 x 64
 // (128 f32 accumulators per thread), 3 stages.
-using Tile128x256 = Tile<128, 256, 32, 2, 4, 3>;
-// 128 x 128: large m; 8 warps of 64 x 32 (64 f32 accumulators per thread).
-using Tile128x128 = Tile<128, 128, 32, 2, 4, 4>;
+using Tile128x256 = Tile<128, 256, 32, 2, 4, 3, 1>;
+// 128 x 128: large m; 8 warps of 64 x 32 (64 f32 accumulators per thread);
+// two CTAs per multiprocessor (<= 128 registers, 2 x 80 KiB shared).
+using Tile128x128 = Tile<128, 128, 32, 2, 4, 4, 2>;
 // 64 x 64: m up to a few hundred, or too few 128 x 128 tiles to fill the GPU.
-using Tile64x64 = Tile<64, 64, 32, 2, 2, 4>;
+using Tile64x64 = Tile<64, 64, 32, 2, 2, 4, 1>;
 // 16 x 64 with BK 64: decode (m <= 16), usually split over k; 4 warps of 16 x 16.
-using Tile16x64 = Tile<16, 64, 64, 1, 4, 4>;
+using Tile16x64 = Tile<16, 64, 64, 1, 4, 4, 1>;
 
 // ---- SIMT f32 kernel -----------------------------------------------------------
 
@@ -448,11 +453,11 @@ __device__ __forceinline__ void linear_reduce(const LinearParams& p) {
 // ---- entry points ---------------------------------------------------------------
 
 #define TK_LINEAR_TC(TILE, NAME, T)                                                    \
-    extern "C" __global__ void __launch_bounds__(TILE::THREADS)                       \
+    extern "C" __global__ void __launch_bounds__(TILE::THREADS, TILE::MIN_BLOCKS)     \
         linear_tc_##NAME(LinearParams p) {                                             \
         linear_tc<T, TILE, true>(p);                                                   \
     }                                                                                  \
-    extern "C" __global__ void __launch_bounds__(TILE::THREADS)                       \
+    extern "C" __global__ void __launch_bounds__(TILE::THREADS, TILE::MIN_BLOCKS)     \
         linear_tc_##NAME##_unaligned(LinearParams p) {                                 \
         linear_tc<T, TILE, false>(p);                                                  \
     }
