@@ -239,8 +239,10 @@ __device__ __forceinline__ void linear_tc(const LinearParams& p) {
     T* const b_tiles = a_tiles + STAGES * BM * LDS;               // [STAGES][BN][LDS]
     const T* x = static_cast<const T*>(p.x);
     const T* w = static_cast<const T*>(p.w);
-    const int64_t m0 = static_cast<int64_t>(blockIdx.y) * BM;
-    const int64_t n0 = static_cast<int64_t>(blockIdx.x) * BN;
+    // Row tiles on x (up to 2^31 - 1), column tiles on y (65535 is 4M+
+    // columns even for the 64-wide tiles).
+    const int64_t m0 = static_cast<int64_t>(blockIdx.x) * BM;
+    const int64_t n0 = static_cast<int64_t>(blockIdx.y) * BN;
     int64_t kt0, kt1;
     slice_range(p, BK, kt0, kt1);
 
@@ -356,8 +358,8 @@ __device__ __forceinline__ void simt_f32(const LinearParams& p) {
     float* const bs = smem + SIMT_BK * SIMT_LDA;    // [BK][BN + 4]: w tile, transposed
     const float* x = static_cast<const float*>(p.x);
     const float* w = static_cast<const float*>(p.w);
-    const int64_t m0 = static_cast<int64_t>(blockIdx.y) * SIMT_BM;
-    const int64_t n0 = static_cast<int64_t>(blockIdx.x) * SIMT_BN;
+    const int64_t m0 = static_cast<int64_t>(blockIdx.x) * SIMT_BM;
+    const int64_t n0 = static_cast<int64_t>(blockIdx.y) * SIMT_BN;
     int64_t kt0, kt1;
     slice_range(p, SIMT_BK, kt0, kt1);
     const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;  // 4 columns, 4 rows each

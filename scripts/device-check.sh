@@ -15,15 +15,15 @@
 #       2. `transformer-kernels verify` (every kernel vs the CPU reference, all dtypes);
 #       3. `transformer-kernels bench` (time, GB/s, % of a device-to-device copy);
 #       4. PyTorch's layer_norm / embedding / log_softmax+topk / activations / .to(dtype)
-#          and cuBLAS GEMMs (x @ W.T alone; F.linear + activation + residual; the 8192^3
-#          bf16 peak) on the same shapes, timed the same way (scripts/torch_compare.py);
+#          cuBLAS GEMMs (x @ W.T alone; F.linear + activation + residual; the 8192^3
+#          bf16 peak) and scaled_dot_product_attention on the same shapes, timed the same way (scripts/torch_compare.py);
 #       5. a short table last: test and verify status, ours vs PyTorch at the largest shapes.
 #     Logs and CSVs go to $OUT (if set, e.g. by the device runner) or device-pack/out;
 #     $OUT/status.txt gets one line per step as soon as the step ends (read it if the
 #     run is cut short). Exit status: non-zero when a test, verify or bench failed or
 #     timed out (PyTorch is informative).
 #     The criterion benches are packed too (bin names convert, layer_norm, embedding, logits,
-#     bias_activation, linear under the unpacked benches/); run one by hand with `<bin> --bench`.
+#     bias_activation, linear, attention under the unpacked benches/); run one by hand with `<bin> --bench`.
 #
 # Device budget (why the limits below are what they are): one device command may run
 # at most 600 s, and a session's whole device time (machine start, every command, idle
@@ -31,11 +31,11 @@
 # 8 minutes) so that one call fits a 600 s command with the machine's start-up aside,
 # and a failed run leaves time for one shorter rerun (STEPS="verify" etc.). Per-step
 # timeouts, sized by what each step does, sum to less than the budget:
-#     unpack 30 s; GPU tests 7 binaries x 30 s = 210 s (each runs in seconds when the
-#     kernels are right; a hang is what the timeout catches; cuda_linear's f64 CPU
-#     references are its largest part); verify 50 s; bench 100 s (~65 rows x 3 dtypes
-#     x 35 launches, the GEMM's 30 rows included, plus a copy baseline per size);
-#     PyTorch 60 s; summary reserve 10 s: 460 s in all.
+#     unpack 30 s; GPU tests 8 binaries x 25 s = 200 s (each runs in seconds when the
+#     kernels are right; a hang is what the timeout catches; the f64 CPU references of
+#     cuda_linear and cuda_attention are their largest part); verify 45 s; bench 115 s
+#     (~95 rows x 3 dtypes x 35 launches, the GEMM's 30 and attention's 31 included,
+#     plus a copy baseline per size); PyTorch 60 s; summary reserve 10 s: 460 s in all.
 # Every step's timeout is also cut to what is left of the budget, and a step that no
 # longer fits is recorded as skipped, so the summary table is always printed, also
 # after a timeout, and also on SIGTERM/SIGINT (a trap; bash runs it once the
@@ -167,7 +167,7 @@ run() {
         for t in "$bins"/tests/*; do
             local name summary_line
             name=$(basename "$t")
-            lim=$(step_limit 30)
+            lim=$(step_limit 25)
             if [ "$lim" -lt 5 ]; then
                 FAILED=1
                 status "test $name: SKIPPED (budget spent)"
@@ -186,7 +186,7 @@ run() {
 
     if [[ "$steps" == *" verify "* ]]; then
         echo "== verify"
-        lim=$(step_limit 50)
+        lim=$(step_limit 45)
         if [ "$lim" -lt 5 ]; then
             FAILED=1
             status "verify: SKIPPED (budget spent)"
@@ -201,7 +201,7 @@ run() {
 
     if [[ "$steps" == *" bench "* ]]; then
         echo "== bench"
-        lim=$(step_limit 100)
+        lim=$(step_limit 115)
         if [ "$lim" -lt 5 ]; then
             FAILED=1
             status "bench: SKIPPED (budget spent)"

@@ -12,6 +12,9 @@ same run (scripts/device-check.sh run). Not used by CI or the Rust tests.
       and `F.linear` + activation + residual as separate ops (`linear_*`, the
       same names and byte counts as ours), plus cuBLAS's bf16 rate at
       8192^3 (`cublas_peak`), the peak the summary's "% peak" refers to.
+      For attention (`attention*` rows, f16 and bf16):
+      `scaled_dot_product_attention` with the flash backend where it applies
+      (same shapes, causal where ours is; decode: one query over all keys).
 
   python3 torch_compare.py --summary bench.csv torch.csv
       prints the short table: ours vs PyTorch at the model's largest shapes
@@ -39,6 +42,15 @@ LINEAR_SHAPES = [
     ("logits", VOCAB, D_MODEL, "bias"),
 ]
 DTYPES = ["f32", "f16", "bf16"]
+
+
+# The attention rows of `bench` (src/ops/attention.rs): (batch, heads,
+# q_len, k_len, head_dim, causal).
+ATTENTION_CASES = (
+    [(b, 8, l, l, 64, c) for b in (32, 128) for l in (16, 32, 64, 128, 256) for c in (False, True)]
+    + [(4, 8, 1024, 1024, 64, True), (1, 8, 4096, 4096, 64, True)]
+    + [(b, 8, 1, k, 64, True) for b in (1, 32, 128) for k in (32, 128, 1024)]
+)
 
 
 def time_fn(torch, fn, iters, warmup=5):
@@ -90,8 +102,23 @@ def run(args):
     add("cublas_peak", "bf16", "8192x8192x8192", sec, 3 * 8192 * 8192 * 2, 2 * 8192 ** 3)
     del a, b
     acts = {"relu": F.relu, "gelu": F.gelu, "swish": F.silu}
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     for dname in ("f16", "bf16"):
         t, s = dt[dname], size[dname]
+        for b, h, sq, sk, hd, causal in ATTENTION_CASES:
+            q = torch.rand(b, h, sq, hd, device="cuda", dtype=t) * 2 - 1
+            kk = torch.rand(b, h, sk, hd, device="cuda", dtype=t) * 2 - 1
+            vv = torch.rand(b, h, sk, hd, device="cuda", dtype=t) * 2 - 1
+            flops = 4 * b * h * sq * sk * hd // (2 if causal and sq > 1 else 1)
+            nbytes = (2 * b * sq * h * hd + 2 * b * sk * h * hd) * s
+            label = "attention_decode" if sq <= 4 else ("attention_causal" if causal else "attention")
+
+            def sdpa():
+                with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
+                    return F.scaled_dot_product_attention(q, kk, vv, is_causal=causal and sq > 1)
+            sec = time_fn(torch, sdpa, args.iters)
+            add(label, dname, f"{b}x{h}x{sq}x{sk}x{hd}", sec, nbytes, flops)
+            del q, kk, vv
         for role, n, k, epi in LINEAR_SHAPES:
             w = (torch.rand(n, k, device="cuda", dtype=t) * 2 - 1) / math.sqrt(k)
             bias = torch.rand(n, device="cuda", dtype=t) * 2 - 1
@@ -197,6 +224,21 @@ def summary(bench_csv, torch_csv):
         print(f"{k[0]:<20} {k[1]:<5} {k[2]:<18} {ous:>9.2f} {float(o['gbps']) if o else float('nan'):>10.1f} "
               f"{float(o['pct_copy']) if o else float('nan'):>6.1f}% {tus:>9.2f} "
               f"{float(t['gbps']) if t else float('nan'):>10.1f} {tus / ous if o and t else float('nan'):>7.2f}x")
+
+    # Attention: ours against PyTorch SDPA; TFLOP/s, and % copy for decode.
+    print(f"\nattention (vs scaled_dot_product_attention)")
+    print(f"{'kernel':<18} {'dtype':<5} {'shape':<20} {'ours us':>9} {'TFLOP/s':>8} {'% copy':>7} {'sdpa us':>9} {'speedup':>8}")
+    for b, h, sq, sk, hd, causal in ATTENTION_CASES:
+        label = "attention_decode" if sq <= 4 else ("attention_causal" if causal else "attention")
+        key = (label, "bf16", f"{b}x{h}x{sq}x{sk}x{hd}")
+        o, t = ours.get(key), theirs.get(key)
+        if o is None and t is None:
+            continue
+        nan = float("nan")
+        ous = float(o["time_us"]) if o else nan
+        tus = float(t["time_us"]) if t else nan
+        print(f"{label:<18} bf16  {key[2]:<20} {ous:>9.2f} {float(o['tflops']) if o and 'tflops' in o else nan:>8.1f} "
+              f"{float(o['pct_copy']) if o else nan:>6.1f}% {tus:>9.2f} {tus / ous:>7.2f}x")
 
     # The GEMM: ours (fused epilogue) against cuBLAS alone and against
     # cuBLAS + the epilogue as separate ops; % of cuBLAS's 8192^3 bf16 rate

@@ -7,7 +7,8 @@
 //!   use 128-bit global loads and stores (LDG.E.128 / STG.E.128) in the
 //!   sm_90a SASS;
 //! - the tensor-core GEMM kernels contain HMMA.16816.F32, LDSM, LDGSTS and
-//!   STG.E.128 in their sm_80 and sm_90a SASS.
+//!   STG.E.128 in their sm_80 and sm_90a SASS, the tensor-core attention
+//!   kernels HMMA.16816.F32, LDSM (and LDSM .trans) and LDGSTS.
 //!
 //! Without kernels (no nvcc at build time) the checks print why they are
 //! skipped, and fail under `TK_REQUIRE_KERNELS=1` (scripts/test.sh sets it).
@@ -316,6 +317,49 @@ fn tensor_core_gemm_uses_hmma_ldsm_ldgsts_on_sm80_and_sm90a() {
             !body_of("linear_simt_f32").contains("HMMA"),
             "linear_simt_f32 ({arch}) uses tensor cores; f32 storage must be plain FMA"
         );
+    }
+}
+
+/// The tensor-core attention kernels (`attention_tc_d*`) in the sm_80 and
+/// sm_90a SASS: HMMA.16816.F32 for S = Q·Kᵀ and O += P·V, LDSM (ldmatrix,
+/// `.trans` for V) and LDGSTS (the cp.async K / V pipeline).
+#[test]
+fn tensor_core_attention_uses_hmma_ldsm_ldgsts_on_sm80_and_sm90a() {
+    if !kernels_or_skip("tensor_core_attention_uses_hmma_ldsm_ldgsts_on_sm80_and_sm90a") {
+        return;
+    }
+    let Some(tool) = cuobjdump_or_skip() else {
+        return;
+    };
+    let image = FATBINS
+        .iter()
+        .find(|(s, _, _)| *s == "attention")
+        .map(|(_, image, _)| *image)
+        .expect("no fatbin for attention.cu");
+    let kernels = transformer_kernels::cuda::attention::tensor_core_kernels();
+    assert_eq!(kernels.len(), 8, "tensor-core kernels: {kernels:?}");
+    for arch in ["sm_80", "sm_90a"] {
+        let dump = run_cuobjdump(&tool, &["-sass", "-arch", arch], image, "attention");
+        let sass = sass_functions(&dump);
+        for k in &kernels {
+            let body = sass
+                .iter()
+                .find(|(name, _)| name == k.symbol)
+                .map(|(_, body)| body)
+                .unwrap_or_else(|| panic!("attention.cu: no {arch} SASS for {}", k.symbol));
+            let hmma = if k.symbol.contains("bf16") {
+                "HMMA.16816.F32.BF16"
+            } else {
+                "HMMA.16816.F32"
+            };
+            for needle in [hmma, "LDSM", "LDSM.16.MT88", "LDGSTS"] {
+                assert!(
+                    body.contains(needle),
+                    "attention.cu {} ({arch}): no {needle} in the SASS",
+                    k.symbol
+                );
+            }
+        }
     }
 }
 

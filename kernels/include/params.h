@@ -166,6 +166,67 @@ typedef struct LinearParams {
 } LinearParams;
 
 /**
+ * attention.cu: out = softmax(Q K^T * scale + mask) V per batch row and
+ * head (Vaswani et al. 2017, eq. 1), f32 softmax. Q, K, V and out are read
+ * and written in place through strides (element units): head h of row b,
+ * position p starts at ptr + b * batch_stride + p * pos_stride + h * head_dim,
+ * so the fused QKV buffer [rows, seq, 3 d_model] and the KV cache
+ * [rows, cap, d_model] need no copies. Masks: key j of row b is visible iff
+ * j < min(k_len, key_lengths[b]) and, when causal, j <= k_len - q_len + i
+ * for query i. A query with no visible key writes 0.
+ */
+typedef struct AttentionParams {
+    /** Device pointer: queries (head h at column h * head_dim). */
+    const void *q;
+    /** Device pointer: keys. */
+    const void *k;
+    /** Device pointer: values. */
+    const void *v;
+    /** Device pointer: output [rows, q_len, heads * head_dim] through its strides; must not overlap q, k, v. */
+    void *out;
+    /** Device pointer: [rows] real keys per row (int32, right padding), or NULL for k_len. */
+    const int32_t *key_lengths;
+    /** Device pointer: split-KV partial outputs [splits, rows, heads, q_len, head_dim] f32 (unnormalised), or NULL when splits == 1. */
+    float *partial_out;
+    /** Device pointer: split-KV partial (running max, sum) pairs [splits, rows, heads, q_len, 2] f32, or NULL when splits == 1. */
+    float *partial_ml;
+    /** Batch rows, >= 0. */
+    int64_t rows;
+    /** Heads, >= 1. */
+    int64_t heads;
+    /** Query positions, >= 0. */
+    int64_t q_len;
+    /** Key positions used (the KV cache's filled length), >= 0. */
+    int64_t k_len;
+    /** Elements per head, 1 ..= 256. */
+    int64_t head_dim;
+    /** Elements between the starts of consecutive rows of q. */
+    int64_t q_batch_stride;
+    /** Elements between consecutive positions of q. */
+    int64_t q_pos_stride;
+    /** Elements between the starts of consecutive rows of k. */
+    int64_t k_batch_stride;
+    /** Elements between consecutive positions of k. */
+    int64_t k_pos_stride;
+    /** Elements between the starts of consecutive rows of v. */
+    int64_t v_batch_stride;
+    /** Elements between consecutive positions of v. */
+    int64_t v_pos_stride;
+    /** Elements between the starts of consecutive rows of out. */
+    int64_t o_batch_stride;
+    /** Elements between consecutive positions of out. */
+    int64_t o_pos_stride;
+    /** Multiplies Q K^T (head_dim^-0.5 in Marian). */
+    float scale;
+    /** Non-zero: causal mask (queries are the last q_len of the k_len positions). */
+    int32_t causal;
+    /** Key splits (split-KV, gridDim.x of the SIMT kernel), >= 1. */
+    int32_t splits;
+    /** Keys per split: split s covers keys [s * keys_per_split, (s + 1) * keys_per_split). */
+    int32_t keys_per_split;
+} AttentionParams;
+
+/**
  * kernels/emu/faults.cu (emulator self-tests only, never built by nvcc):
  * deliberately broken kernels that the SIMT emulator must catch.
  */

@@ -256,6 +256,109 @@ const _: () = {
     ["Offset of field: LinearParams::k_steps_per_split"]
         [::core::mem::offset_of!(LinearParams, k_steps_per_split) - 80usize];
 };
+#[doc = " attention.cu: out = softmax(Q K^T * scale + mask) V per batch row and\n head (Vaswani et al. 2017, eq. 1), f32 softmax. Q, K, V and out are read\n and written in place through strides (element units): head h of row b,\n position p starts at ptr + b * batch_stride + p * pos_stride + h * head_dim,\n so the fused QKV buffer [rows, seq, 3 d_model] and the KV cache\n [rows, cap, d_model] need no copies. Masks: key j of row b is visible iff\n j < min(k_len, key_lengths[b]) and, when causal, j <= k_len - q_len + i\n for query i. A query with no visible key writes 0."]
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct AttentionParams {
+    #[doc = " Device pointer: queries (head h at column h * head_dim)."]
+    pub q: *const ::core::ffi::c_void,
+    #[doc = " Device pointer: keys."]
+    pub k: *const ::core::ffi::c_void,
+    #[doc = " Device pointer: values."]
+    pub v: *const ::core::ffi::c_void,
+    #[doc = " Device pointer: output [rows, q_len, heads * head_dim] through its strides; must not overlap q, k, v."]
+    pub out: *mut ::core::ffi::c_void,
+    #[doc = " Device pointer: [rows] real keys per row (int32, right padding), or NULL for k_len."]
+    pub key_lengths: *const i32,
+    #[doc = " Device pointer: split-KV partial outputs [splits, rows, heads, q_len, head_dim] f32 (unnormalised), or NULL when splits == 1."]
+    pub partial_out: *mut f32,
+    #[doc = " Device pointer: split-KV partial (running max, sum) pairs [splits, rows, heads, q_len, 2] f32, or NULL when splits == 1."]
+    pub partial_ml: *mut f32,
+    #[doc = " Batch rows, >= 0."]
+    pub rows: i64,
+    #[doc = " Heads, >= 1."]
+    pub heads: i64,
+    #[doc = " Query positions, >= 0."]
+    pub q_len: i64,
+    #[doc = " Key positions used (the KV cache's filled length), >= 0."]
+    pub k_len: i64,
+    #[doc = " Elements per head, 1 ..= 256."]
+    pub head_dim: i64,
+    #[doc = " Elements between the starts of consecutive rows of q."]
+    pub q_batch_stride: i64,
+    #[doc = " Elements between consecutive positions of q."]
+    pub q_pos_stride: i64,
+    #[doc = " Elements between the starts of consecutive rows of k."]
+    pub k_batch_stride: i64,
+    #[doc = " Elements between consecutive positions of k."]
+    pub k_pos_stride: i64,
+    #[doc = " Elements between the starts of consecutive rows of v."]
+    pub v_batch_stride: i64,
+    #[doc = " Elements between consecutive positions of v."]
+    pub v_pos_stride: i64,
+    #[doc = " Elements between the starts of consecutive rows of out."]
+    pub o_batch_stride: i64,
+    #[doc = " Elements between consecutive positions of out."]
+    pub o_pos_stride: i64,
+    #[doc = " Multiplies Q K^T (head_dim^-0.5 in Marian)."]
+    pub scale: f32,
+    #[doc = " Non-zero: causal mask (queries are the last q_len of the k_len positions)."]
+    pub causal: i32,
+    #[doc = " Key splits (split-KV, gridDim.x of the SIMT kernel), >= 1."]
+    pub splits: i32,
+    #[doc = " Keys per split: split s covers keys [s * keys_per_split, (s + 1) * keys_per_split)."]
+    pub keys_per_split: i32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of AttentionParams"][::core::mem::size_of::<AttentionParams>() - 176usize];
+    ["Alignment of AttentionParams"][::core::mem::align_of::<AttentionParams>() - 8usize];
+    ["Offset of field: AttentionParams::q"][::core::mem::offset_of!(AttentionParams, q) - 0usize];
+    ["Offset of field: AttentionParams::k"][::core::mem::offset_of!(AttentionParams, k) - 8usize];
+    ["Offset of field: AttentionParams::v"][::core::mem::offset_of!(AttentionParams, v) - 16usize];
+    ["Offset of field: AttentionParams::out"]
+        [::core::mem::offset_of!(AttentionParams, out) - 24usize];
+    ["Offset of field: AttentionParams::key_lengths"]
+        [::core::mem::offset_of!(AttentionParams, key_lengths) - 32usize];
+    ["Offset of field: AttentionParams::partial_out"]
+        [::core::mem::offset_of!(AttentionParams, partial_out) - 40usize];
+    ["Offset of field: AttentionParams::partial_ml"]
+        [::core::mem::offset_of!(AttentionParams, partial_ml) - 48usize];
+    ["Offset of field: AttentionParams::rows"]
+        [::core::mem::offset_of!(AttentionParams, rows) - 56usize];
+    ["Offset of field: AttentionParams::heads"]
+        [::core::mem::offset_of!(AttentionParams, heads) - 64usize];
+    ["Offset of field: AttentionParams::q_len"]
+        [::core::mem::offset_of!(AttentionParams, q_len) - 72usize];
+    ["Offset of field: AttentionParams::k_len"]
+        [::core::mem::offset_of!(AttentionParams, k_len) - 80usize];
+    ["Offset of field: AttentionParams::head_dim"]
+        [::core::mem::offset_of!(AttentionParams, head_dim) - 88usize];
+    ["Offset of field: AttentionParams::q_batch_stride"]
+        [::core::mem::offset_of!(AttentionParams, q_batch_stride) - 96usize];
+    ["Offset of field: AttentionParams::q_pos_stride"]
+        [::core::mem::offset_of!(AttentionParams, q_pos_stride) - 104usize];
+    ["Offset of field: AttentionParams::k_batch_stride"]
+        [::core::mem::offset_of!(AttentionParams, k_batch_stride) - 112usize];
+    ["Offset of field: AttentionParams::k_pos_stride"]
+        [::core::mem::offset_of!(AttentionParams, k_pos_stride) - 120usize];
+    ["Offset of field: AttentionParams::v_batch_stride"]
+        [::core::mem::offset_of!(AttentionParams, v_batch_stride) - 128usize];
+    ["Offset of field: AttentionParams::v_pos_stride"]
+        [::core::mem::offset_of!(AttentionParams, v_pos_stride) - 136usize];
+    ["Offset of field: AttentionParams::o_batch_stride"]
+        [::core::mem::offset_of!(AttentionParams, o_batch_stride) - 144usize];
+    ["Offset of field: AttentionParams::o_pos_stride"]
+        [::core::mem::offset_of!(AttentionParams, o_pos_stride) - 152usize];
+    ["Offset of field: AttentionParams::scale"]
+        [::core::mem::offset_of!(AttentionParams, scale) - 160usize];
+    ["Offset of field: AttentionParams::causal"]
+        [::core::mem::offset_of!(AttentionParams, causal) - 164usize];
+    ["Offset of field: AttentionParams::splits"]
+        [::core::mem::offset_of!(AttentionParams, splits) - 168usize];
+    ["Offset of field: AttentionParams::keys_per_split"]
+        [::core::mem::offset_of!(AttentionParams, keys_per_split) - 172usize];
+};
 #[doc = " kernels/emu/faults.cu (emulator self-tests only, never built by nvcc):\n deliberately broken kernels that the SIMT emulator must catch."]
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]

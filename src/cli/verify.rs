@@ -20,8 +20,8 @@ pub struct Args {
     dtype: Vec<DType>,
     /// Only these ops (comma-separated): convert (N), layer_norm
     /// (ROWSxHIDDEN), embedding (BATCHxSEQxD_MODELxVOCABxOFFSET), logits
-    /// (ROWSxVOCABxK), bias_activation (ROWSxCOLS), linear (MxNxK); all
-    /// when absent.
+    /// (ROWSxVOCABxK), bias_activation (ROWSxCOLS), linear (MxNxK),
+    /// attention (BATCHxHEADSxQ_LENxK_LENxHEAD_DIM); all when absent.
     #[arg(long, value_delimiter = ',')]
     op: Vec<String>,
     /// One shape for the op of `--op` (dimensions joined by `x`; what they
@@ -32,7 +32,9 @@ pub struct Args {
     /// bias_activation, `bf16` as convert's destination; for linear the
     /// epilogue, parts joined by `+`: `plain`, `bias`, `relu` / `gelu` /
     /// `gelutanh` / `swish`, `residual`, and optionally a forced plan
-    /// `tile=16x64x64`, `splits=4`); the op's default when absent.
+    /// `tile=16x64x64`, `splits=4`; for attention the masks and layout,
+    /// `plain`, `causal`, `padding`, `cache`, `fused`, and optionally `tc` /
+    /// `simt`, `splits=N`); the op's default when absent.
     #[arg(long)]
     variant: Option<String>,
     /// Seed of the random inputs (printed, so a failure can be replayed).

@@ -16,11 +16,17 @@ pub use super::runtime::gpu::{device_count, driver_available};
 /// [`super::DeviceTensor`] keeps one.
 pub struct Device {
     runtime: Box<dyn Runtime>,
+    /// Process-unique number, so that two devices of the same kind are
+    /// told apart in messages.
+    id: u64,
 }
+
+static NEXT_DEVICE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl std::fmt::Debug for Device {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Device")
+            .field("id", &self.id)
             .field("kind", &self.runtime.kind())
             .field("name", &self.runtime.name())
             .field("compute_capability", &self.runtime.compute_capability())
@@ -64,7 +70,10 @@ impl Device {
 
     /// A device over any runtime (the seam a second runtime plugs into).
     pub fn with_runtime(runtime: Box<dyn Runtime>) -> Arc<Device> {
-        Arc::new(Device { runtime })
+        Arc::new(Device {
+            runtime,
+            id: NEXT_DEVICE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        })
     }
 
     /// GPU or emulator.

@@ -19,6 +19,12 @@
 //!   kernel adds the slices in order (deterministic: the same shape gives
 //!   the same bits every run) and applies the epilogue.
 //!
+//! Non-finite values propagate as IEEE arithmetic has them: a NaN in row i
+//! of x makes row i NaN, an inf in row j of w column j inf / NaN (tile
+//! padding and split-K slices add nothing); relu maps NaN to 0 (`fmaxf`,
+//! as the CPU reference's `f64::max`; PyTorch's relu keeps NaN), and gelu
+//! / swish of −inf are NaN on both.
+//!
 //! The sum order depends on the plan, and the plan on `m`: a row computed
 //! in a batch is equal to the row alone within the tolerance of
 //! [`crate::ops::linear`], not bit for bit (unlike `cpu::linear`).
@@ -235,7 +241,11 @@ pub fn kernel(tile: Tile, dtype: DType, aligned: bool) -> Result<KernelRef> {
         (tile, dtype, _) => {
             return Err(Error::invalid(
                 OP,
-                format!("tile {} has no {dtype} kernel", tile.name()),
+                format!(
+                    "tile {} has no {dtype} kernel (the tensor-core tiles are f16 / bf16; f32 \
+                     has simt64x64x16)",
+                    tile.name()
+                ),
             ))
         }
     };
@@ -376,36 +386,8 @@ pub fn linear_into<T: DeviceElement>(
     run(x, w, epilogue, plan, OutMode::Separate(out), None)
 }
 
-/// A reusable split-K workspace (f32 partial sums), grown on demand, so
-/// that a loop of calls (a decode step) allocates only on its first call.
-#[derive(Debug, Default)]
-pub struct LinearWorkspace {
-    buf: Option<DeviceTensor<f32>>,
-}
-
-impl LinearWorkspace {
-    /// An empty workspace (nothing allocated until a plan splits k).
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// At least `elements` f32 on `device` (reallocated when smaller or
-    /// on another device).
-    fn get(&mut self, device: &Arc<Device>, elements: usize) -> Result<&mut DeviceTensor<f32>> {
-        let fits = self
-            .buf
-            .as_ref()
-            .is_some_and(|b| b.numel() >= elements && Arc::ptr_eq(b.device(), device));
-        if !fits {
-            self.buf = None; // free the old one first
-            self.buf = Some(DeviceTensor::zeros(device, &[elements])?);
-        }
-        // Just set when it did not fit.
-        self.buf
-            .as_mut()
-            .ok_or_else(|| Error::invalid(OP, "workspace allocation vanished"))
-    }
-}
+/// The split-K workspace (f32 partial sums): a [`super::workspace::Workspace`].
+pub type LinearWorkspace = super::workspace::Workspace;
 
 /// [`linear_into`] with a caller-chosen plan and a reusable split-K
 /// workspace: no allocation once the workspace has grown to the largest
@@ -604,13 +586,18 @@ fn activation_code(act: Activation) -> i32 {
 /// The f32 elements of the split-K workspace a plan needs for `m × n × k`
 /// (0 when it does not split), for callers of [`launch`] that keep their
 /// own workspace.
-pub fn workspace_elements(plan: LinearPlan, m: usize, n: usize, k: usize) -> usize {
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when the count overflows `usize`.
+pub fn workspace_elements(plan: LinearPlan, m: usize, n: usize, k: usize) -> Result<usize> {
     let (splits, _) = effective_splits(k.div_ceil(plan.tile.bk()), plan.splits);
-    if splits > 1 {
-        splits as usize * m * n
-    } else {
-        0
+    if splits <= 1 {
+        return Ok(0);
     }
+    (splits as usize)
+        .checked_mul(m)
+        .and_then(|e| e.checked_mul(n))
+        .ok_or_else(|| Error::invalid(OP, format!("{splits} x {m} x {n} partials overflow")))
 }
 
 // SAFETY: LinearParams is a `#[repr(C)]` plain-old-data struct generated
@@ -624,16 +611,18 @@ unsafe impl LaunchParams for LinearParams {}
 ///
 /// # Errors
 /// [`Error::InvalidArgument`] for negative sizes, a plan with no kernel for
-/// `dtype`, a split plan without `p.partials`, or a grid past the launch
-/// limits; [`Error::Cuda`] on launch failure.
+/// `dtype`, a split plan without `p.partials`, `aligned` with `k % 8 != 0`
+/// or x / w not 16-byte aligned (f16 / bf16; the f32 kernel has one form
+/// and ignores `aligned`), or a grid past the launch limits (n up to 65535
+/// column tiles); [`Error::Cuda`] on launch failure.
 ///
 /// # Safety
 /// `p.x` points to `m·k`, `p.w` to `n·k`, `p.bias` (unless null) to `n`,
 /// `p.residual` (unless null) and `p.out` to `m·n` elements of `dtype`, and
 /// `p.partials` (when the plan splits) to [`workspace_elements`] f32, in
 /// `device`'s context; `p.out` overlaps none of them except that it may be
-/// exactly `p.residual`; with `aligned`, `k % 8 == 0` and `p.x`, `p.w` are
-/// 16-byte aligned; all stay valid until the stream has run the kernels.
+/// exactly `p.residual`; all stay valid until the stream has run the
+/// kernels.
 pub unsafe fn launch(
     device: &Device,
     dtype: DType,
@@ -669,12 +658,18 @@ pub unsafe fn launch(
             "the aligned (cp.async) kernel needs k % 8 == 0 and 16-byte aligned x and w",
         ));
     }
-    let grid_x = n.div_ceil(tile.bn());
-    let grid_y = m.div_ceil(tile.bm());
+    // Row tiles on x, column tiles on y (as linear.cu reads them).
+    let grid_x = m.div_ceil(tile.bm());
+    let grid_y = n.div_ceil(tile.bn());
     if grid_x > i32::MAX as usize || grid_y > 65_535 {
         return Err(Error::invalid(
             OP,
-            format!("m {m} x n {n} needs a grid of {grid_x} x {grid_y} tiles, past the launch limits (y <= 65535)"),
+            format!(
+                "m {m} x n {n} needs {grid_x} row tiles x {grid_y} column tiles, past the launch \
+                 limits (row tiles <= 2^31 - 1, column tiles <= 65535: n <= {} for tile {})",
+                65_535 * tile.bn(),
+                tile.name()
+            ),
         ));
     }
     p.splits = splits as i32;

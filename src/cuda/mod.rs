@@ -21,7 +21,10 @@
 //! - [`logits`]: final_logits_bias, pad mask, log-softmax, argmax / top-k;
 //! - [`bias_activation`]: bias add + relu / gelu / gelu_tanh / swish;
 //! - [`linear`]: `act(x · wᵀ + bias) + residual`, tensor cores for f16 /
-//!   bf16, SIMT for f32, split-K for decode shapes.
+//!   bf16, SIMT for f32, split-K for decode shapes;
+//! - [`attention`]: fused multi-head attention (FlashAttention-style
+//!   tensor-core prefill, split-KV SIMT decode and f32), masks for key
+//!   padding and causal with a KV-cache offset.
 //!
 //! Each safe wrapper checks shapes, devices and sizes before its one
 //! `unsafe` launch. [`numerics`] holds the tolerance type and the
@@ -34,6 +37,7 @@
 //! were written on have none). A GPU run is recorded, with its date, in
 //! BENCHMARKS.md.
 
+pub mod attention;
 pub mod bias_activation;
 pub(crate) mod check;
 pub mod convert;
@@ -47,6 +51,7 @@ pub mod numerics;
 pub mod params;
 pub mod runtime;
 pub mod tensor;
+pub mod workspace;
 
 pub use device::{device_count, driver_available, test_device, Device};
 pub use runtime::{KernelRef, RuntimeKind};

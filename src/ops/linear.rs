@@ -69,6 +69,8 @@ pub struct Spec {
     pub residual: bool,
     /// A forced tile and split count (`None`: the device's heuristic).
     pub plan: Option<LinearPlan>,
+    /// Without `plan`: the heuristic's tile with this many k-slices.
+    pub splits: Option<u32>,
     /// Also run the in-place form (`linear_accumulate`, the residual as the
     /// output) and require the same bits as the out-of-place one.
     pub check_in_place: bool,
@@ -85,6 +87,7 @@ impl Spec {
             activation: None,
             residual: false,
             plan: None,
+            splits: None,
             check_in_place: false,
         }
     }
@@ -105,6 +108,8 @@ impl Spec {
         if let Some(p) = self.plan {
             parts.push(format!("tile={}", p.tile.name()));
             parts.push(format!("splits={}", p.splits));
+        } else if let Some(n) = self.splits {
+            parts.push(format!("splits={n}"));
         }
         if parts.is_empty() {
             "plain".into()
@@ -116,15 +121,34 @@ impl Spec {
     /// The spec of a case: dims `[m, n, k]` and a variant as
     /// [`Spec::variant`] writes it (`plain`, `bias`, `relu`, `gelu`,
     /// `gelutanh`, `swish`, `residual`, `tile=16x64x64`, `splits=4`,
-    /// joined by `+`).
+    /// joined by `+`; `splits` without a tile keeps the heuristic's tile;
+    /// `tile` without `splits` means one slice).
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for an unknown part or a bad number.
+    /// [`Error::InvalidArgument`] for an unknown, empty or repeated part, two
+    /// activations, or a bad number.
     pub fn from_case(case: &Case) -> Result<Spec> {
         let mut s = Spec::new(case.dim(0), case.dim(1), case.dim(2));
         let mut tile = None;
         let mut splits = None;
-        for part in case.variant.split('+').filter(|p| !p.is_empty()) {
+        let bad = |msg: String| Error::invalid("linear", msg);
+        let parts: Vec<&str> = if case.variant.is_empty() {
+            Vec::new()
+        } else {
+            case.variant.split('+').collect()
+        };
+        for (i, part) in parts.iter().enumerate() {
+            if part.is_empty() {
+                return Err(bad(format!("empty part in variant {:?}", case.variant)));
+            }
+            if parts[..i].contains(part) {
+                return Err(bad(format!(
+                    "part {part:?} given twice in {:?}",
+                    case.variant
+                )));
+            }
+        }
+        for &part in &parts {
             match part {
                 "plain" => {}
                 "bias" => s.bias = true,
@@ -147,6 +171,13 @@ impl Spec {
                             Error::invalid("linear", format!("splits={n:?} is not a count"))
                         })?);
                     } else {
+                        if let Some(a) = s.activation {
+                            return Err(bad(format!(
+                                "two activations ({} and {part}) in {:?}",
+                                activation_name(a),
+                                case.variant
+                            )));
+                        }
                         s.activation = Some(
                             kernel_activations()
                                 .into_iter()
@@ -166,11 +197,14 @@ impl Spec {
                 }
             }
         }
-        if tile.is_some() || splits.is_some() {
-            s.plan = Some(LinearPlan {
-                tile: tile.unwrap_or(Tile::T64x64),
-                splits: splits.unwrap_or(1),
-            });
+        match tile {
+            Some(tile) => {
+                s.plan = Some(LinearPlan {
+                    tile,
+                    splits: splits.unwrap_or(1),
+                })
+            }
+            None => s.splits = splits,
         }
         Ok(s)
     }
@@ -230,6 +264,7 @@ fn check_case(dev: &Arc<Device>, dtype: DType, case: &Case, seed: u64) -> Result
 /// Whatever the kernel or the reference reports.
 pub fn check<T: DeviceElement>(dev: &Arc<Device>, spec: &Spec, seed: u64) -> Result<CheckRow> {
     let Spec { m, n, k, .. } = *spec;
+    check_size(m, n, k)?;
     let mut rng = SplitMix64::new(seed);
     let ws = 1.0 / (k.max(1) as f32).sqrt();
     let (xs, xw) = random_storage::<T>(&mut rng, m * k, -1.0, 1.0);
@@ -251,9 +286,7 @@ pub fn check<T: DeviceElement>(dev: &Arc<Device>, spec: &Spec, seed: u64) -> Res
         activation: spec.activation,
         residual: spec.residual.then_some(&r),
     };
-    let plan = spec
-        .plan
-        .unwrap_or_else(|| kernel::plan_for::<T>(dev, m, n, k));
+    let plan = resolve_plan::<T>(dev, spec);
     let out = linear_with_plan(&x, &w, epilogue, plan)?;
     let got_raw = out.to_host()?;
     let got = widen(&got_raw);
@@ -304,6 +337,40 @@ pub fn check<T: DeviceElement>(dev: &Arc<Device>, spec: &Spec, seed: u64) -> Res
         }
     }
     Ok(row)
+}
+
+/// Host elements a check may hold per operand (it keeps several f32 / f64
+/// copies of each): past this a check is refused rather than left to
+/// exhaust the host's memory.
+pub const MAX_CHECK_ELEMENTS: usize = 1 << 28;
+
+/// [`Error::InvalidArgument`] unless every operand of `m × n × k` fits
+/// [`MAX_CHECK_ELEMENTS`] (and so no product overflows).
+fn check_size(m: usize, n: usize, k: usize) -> Result<()> {
+    for (what, a, b) in [("x", m, k), ("w", n, k), ("out", m, n)] {
+        if a.checked_mul(b).is_none_or(|e| e > MAX_CHECK_ELEMENTS) {
+            return Err(Error::invalid(
+                "linear",
+                format!(
+                    "{m}x{n}x{k}: {what} ({a} x {b}) is past the {MAX_CHECK_ELEMENTS} elements \
+                     a check holds on the host"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The plan of a spec: forced, or the device's heuristic (with the
+/// spec's split count when it names one).
+fn resolve_plan<T: DeviceElement>(dev: &Arc<Device>, spec: &Spec) -> LinearPlan {
+    spec.plan.unwrap_or_else(|| {
+        let mut p = kernel::plan_for::<T>(dev, spec.m, spec.n, spec.k);
+        if let Some(s) = spec.splits {
+            p.splits = s;
+        }
+        p
+    })
 }
 
 /// `max |a − b|` over the elements (NaN when any `a` is not finite).
@@ -428,6 +495,7 @@ fn prepare(dev: &Arc<Device>, dtype: DType, case: &Case) -> Result<Run> {
 fn prepare_typed<T: DeviceElement>(dev: &Arc<Device>, case: &Case) -> Result<Run> {
     let spec = Spec::from_case(case)?;
     let (m, n, k) = (spec.m, spec.n, spec.k);
+    check_size(m, n, k)?;
     let mut rng = SplitMix64::new(0x11ea ^ (m * n + k) as u64);
     let s = 1.0 / (k.max(1) as f32).sqrt();
     let (xs, _) = random_storage::<T>(&mut rng, m * k, -1.0, 1.0);
@@ -439,9 +507,7 @@ fn prepare_typed<T: DeviceElement>(dev: &Arc<Device>, case: &Case) -> Result<Run
     let b = DeviceTensor::from_host(dev, &bs, &[n])?;
     let r = DeviceTensor::from_host(dev, &rs, &[m, n])?;
     let mut out = DeviceTensor::zeros(dev, &[m, n])?;
-    let plan = spec
-        .plan
-        .unwrap_or_else(|| kernel::plan_for::<T>(dev, m, n, k));
+    let plan = resolve_plan::<T>(dev, &spec);
     let mut workspace = LinearWorkspace::new();
     Ok(Box::new(move || {
         let epilogue = Epilogue {
@@ -465,12 +531,21 @@ mod tests {
             "bias+gelu+residual",
             "swish",
             "bias+relu+residual+tile=16x64x64+splits=3",
+            "gelu+splits=4",
         ] {
             let s = Spec::from_case(&Case::new(&[2, 3, 4], v)).unwrap();
             assert_eq!(s.variant(), v);
         }
         assert!(Spec::from_case(&Case::new(&[2, 3, 4], "bias+tanh")).is_err());
         assert!(Spec::from_case(&Case::new(&[2, 3, 4], "tile=3x3")).is_err());
+        for bad in ["gelu+relu", "+++", "bias+", "bias+bias"] {
+            assert!(
+                Spec::from_case(&Case::new(&[2, 3, 4], bad)).is_err(),
+                "{bad}"
+            );
+        }
+        let big = Spec::new(1 << 62, 4, 4);
+        assert!(check_size(big.m, big.n, big.k).is_err());
     }
 
     #[test]

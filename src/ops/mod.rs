@@ -22,6 +22,7 @@ macro_rules! with_dtype {
     };
 }
 
+pub mod attention;
 pub mod bias_activation;
 pub mod convert;
 pub mod embedding;
@@ -185,6 +186,7 @@ pub static REGISTRY: &[Op] = &[
     logits::OP,
     bias_activation::OP,
     linear::OP,
+    attention::OP,
 ];
 
 /// The op named `name` (as in [`Op::name`]).
