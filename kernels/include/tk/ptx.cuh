@@ -16,8 +16,8 @@
 //
 // The wrappers: cp.async (global -> shared, asynchronous, zero fill),
 // ldmatrix (shared -> mma fragments), mma.sync m16n8k16 with f32
-// accumulation (all used by the tensor-core GEMM, kernels/linear.cu, and
-// meant for flash attention next) and st.global.v4 (a 128-bit store the
+// accumulation (used by the tensor-core GEMM, kernels/linear.cu, and by
+// fused attention, kernels/attention.cu) and st.global.v4 (a 128-bit store the
 // compiler cannot split). All require sm_80 or newer. They are defined for nvcc's host
 // pass and for device passes targeting sm_80+ (the build targets sm_80 and
 // sm_90a; see TK_CUDA_ARCHS); the emulator's host compile (TK_EMU) gets
