@@ -11,7 +11,11 @@
 // padding (per-row lengths) and causal with an offset (query i is position
 // k_len - q_len + i); keys past a row's length are never read (zero-filled
 // in shared memory) and so contribute exactly 0; a query with no visible
-// key writes 0, never NaN.
+// key writes 0, never NaN. Non-finite inputs give NaN on every path (a
+// split does not turn them into a "no visible key" 0). Within a row's
+// length, keys hidden by the causal mask may be read (the tensor-core
+// kernel multiplies their V rows by P = 0), so they must be finite, as
+// every written KV-cache position is.
 //
 // Kernels (src/cuda/attention.rs picks one per call):
 //
@@ -275,7 +279,9 @@ __device__ __forceinline__ void attention_tc(const AttentionParams& p) {
     for (int r = 0; r < 2; ++r) {
         const int64_t query = row0 + 8 * r;
         if (query >= p.q_len) continue;
-        const float inv = l_run[r] > 0.0f ? 1.0f / l_run[r] : 0.0f;
+        // l == 0: no visible key (0 out); a NaN l (NaN or inf in the
+        // inputs) stays NaN.
+        const float inv = l_run[r] != 0.0f ? 1.0f / l_run[r] : 0.0f;
         T* dst = out + query * p.o_pos_stride;
 #pragma unroll
         for (int j = 0; j < ND; ++j) {
@@ -379,7 +385,7 @@ __device__ __forceinline__ void attention_simt(const AttentionParams& p) {
             }
         } else {
             T* dst = static_cast<T*>(p.out) + b * p.o_batch_stride + i * p.o_pos_stride + h * dh;
-            const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+            const float inv = l != 0.0f ? 1.0f / l : 0.0f;  // NaN stays NaN
 #pragma unroll
             for (int e = 0; e < SIMT_MAX_D / SIMT_THREADS; ++e) {
                 const int64_t d = t + e * SIMT_THREADS;
@@ -402,18 +408,21 @@ __device__ __forceinline__ void attention_merge(const AttentionParams& p) {
         const int64_t row = e / dh, d = e % dh;
         float mx = -INFINITY;
         for (int s = 0; s < p.splits; ++s) mx = fmaxf(mx, p.partial_ml[2 * (s * plane + row)]);
+        // A split that saw no key has (m, l) = (-inf, 0) and weight 0; any
+        // other pair with m = -inf, or a NaN, comes from NaN / inf in the
+        // inputs and must stay NaN (as with one split), not read as masked.
         float num = 0.0f, den = 0.0f;
-        if (mx != -INFINITY) {
-            for (int s = 0; s < p.splits; ++s) {
-                const float f = expf(p.partial_ml[2 * (s * plane + row)] - mx);
-                den += p.partial_ml[2 * (s * plane + row) + 1] * f;
-                num += p.partial_out[(s * plane + row) * dh + d] * f;
-            }
+        for (int s = 0; s < p.splits; ++s) {
+            const float ms = p.partial_ml[2 * (s * plane + row)];
+            const float ls = p.partial_ml[2 * (s * plane + row) + 1];
+            const float f = ms == -INFINITY ? (ls == 0.0f ? 0.0f : NAN) : expf(ms - mx);
+            den += ls * f;
+            num += p.partial_out[(s * plane + row) * dh + d] * f;
         }
         const int64_t i = row % p.q_len, bh = row / p.q_len;
         const int64_t h = bh % p.heads, b = bh / p.heads;
         T* dst = static_cast<T*>(p.out) + b * p.o_batch_stride + i * p.o_pos_stride + h * dh;
-        dst[d] = tk::from_f32<T>(den > 0.0f ? num / den : 0.0f);
+        dst[d] = tk::from_f32<T>(den != 0.0f ? num / den : 0.0f);  // NaN stays NaN
     }
 }
 

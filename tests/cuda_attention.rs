@@ -619,3 +619,72 @@ fn bad_views_and_plans_are_errors() {
         "0 splits: {r:?}"
     );
 }
+
+/// NaN in the inputs gives NaN on every path: one split, several splits
+/// (the merge must not read it as a row with no visible key), tensor cores.
+#[test]
+fn nan_inputs_give_nan_on_every_path() {
+    let Some(dev) = common_kernels::device_or_skip("nan_inputs_give_nan_on_every_path") else {
+        return;
+    };
+    let (heads, hd, k_len) = (1, 64, 300);
+    let mut rng = SplitMix64::new(0x4a4);
+    let (mut qs, _) = random_storage::<bf16>(&mut rng, 2 * hd, -1.0, 1.0);
+    qs[3] = bf16::NAN; // query 0 of the one row
+    let q = DeviceTensor::from_host(&dev, &qs, &[1, 2, hd]).unwrap();
+    let (k, _) = upload::<bf16>(&dev, &mut rng, &[1, k_len, hd]);
+    let (v, _) = upload::<bf16>(&dev, &mut rng, &[1, k_len, hd]);
+    let dims = AttentionDims {
+        heads,
+        head_dim: hd,
+        k_len,
+    };
+    for plan in [simt(1), simt(3), TC, None] {
+        let mut out = DeviceTensor::<bf16>::zeros(&dev, &[1, 2, hd]).unwrap();
+        attention_into(
+            HeadView::whole(&q),
+            HeadView::whole(&k),
+            HeadView::whole(&v),
+            dims,
+            0.125,
+            AttentionMask::default(),
+            &mut out,
+            plan,
+            None,
+        )
+        .unwrap();
+        let got = widen(&out.to_host().unwrap());
+        assert!(
+            got[..hd].iter().all(|x| x.is_nan()),
+            "{plan:?}: query 0 not NaN: {:?}",
+            &got[..4]
+        );
+        assert!(
+            got[hd..].iter().all(|x| x.is_finite()),
+            "{plan:?}: query 1 not finite"
+        );
+    }
+}
+
+/// A view column so large that column + heads·head_dim overflows is a
+/// shape error, not an address before the buffer.
+#[test]
+fn overflowing_view_column_is_an_error() {
+    let Some(dev) = common_kernels::device_or_skip("overflowing_view_column_is_an_error") else {
+        return;
+    };
+    let q = DeviceTensor::<bf16>::zeros(&dev, &[1, 1, 8]).unwrap();
+    let r = attention(
+        HeadView::at(&q, usize::MAX),
+        HeadView::whole(&q),
+        HeadView::whole(&q),
+        AttentionDims {
+            heads: 1,
+            head_dim: 1,
+            k_len: 1,
+        },
+        1.0,
+        AttentionMask::default(),
+    );
+    assert!(matches!(r, Err(Error::Shape { .. })), "{r:?}");
+}

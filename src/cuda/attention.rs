@@ -14,7 +14,10 @@
 //! (query `i` of `q_len` is position `k_len − q_len + i` and sees keys
 //! `0..=` that position, so chunks over a KV cache work). Keys past a row's
 //! length are never read and contribute exactly 0; a query with no visible
-//! key gets exactly 0.
+//! key gets exactly 0. Keys hidden only by the causal mask may be read
+//! (multiplied by a probability of 0) and must be finite, as written
+//! KV-cache positions are. NaN or inf in the inputs gives NaN on every
+//! path (never a 0 that looks like a masked row).
 //!
 //! Paths ([`plan`]): f16 / bf16 with head_dim 32, 64, 96 or 128 and 16-byte
 //! aligned rows, more than [`DECODE_MAX_Q`] queries: the tensor-core
@@ -83,7 +86,7 @@ pub enum AttentionKernel {
 pub struct AttentionPlan {
     /// The kernel.
     pub kernel: AttentionKernel,
-    /// Key splits (SIMT only), 1 ..= [`MAX_SPLITS`].
+    /// Key splits, 1 ..= [`MAX_SPLITS`] for SIMT; exactly 1 for the tensor-core kernel.
     pub splits: u32,
 }
 
@@ -135,7 +138,10 @@ impl<'a, T: DeviceElement> HeadView<'a, T> {
                 format!("{name} {:?}", self.tensor.shape()),
             ));
         };
-        if self.column + heads * head_dim > width {
+        let end = heads
+            .checked_mul(head_dim)
+            .and_then(|w| w.checked_add(self.column));
+        if end.is_none_or(|end| end > width) {
             return Err(Error::shape(
                 OP,
                 format!(
@@ -283,6 +289,7 @@ pub fn attention<T: DeviceElement>(
     scale: f32,
     mask: AttentionMask<'_>,
 ) -> Result<DeviceTensor<T>> {
+    check_dims(dims)?;
     let (rows, q_len, _) = q.dims("q", dims.heads, dims.head_dim)?;
     let mut out = DeviceTensor::zeros(
         q.tensor.device(),
@@ -316,12 +323,7 @@ pub fn attention_into<T: DeviceElement>(
         head_dim,
         k_len,
     } = dims;
-    if heads == 0 || head_dim == 0 || head_dim > MAX_HEAD_DIM {
-        return Err(Error::invalid(
-            OP,
-            format!("heads {heads} must be >= 1 and head_dim {head_dim} in 1..={MAX_HEAD_DIM}"),
-        ));
-    }
+    check_dims(dims)?;
     let device = q.tensor.device();
     let (rows, q_len, qw) = q.dims("q", heads, head_dim)?;
     let (k_rows, k_pos, kw) = k.dims("k", heads, head_dim)?;
@@ -431,6 +433,20 @@ pub fn attention_into<T: DeviceElement>(
     unsafe { launch(device, T::DTYPE, plan, params) }
 }
 
+/// [`Error::InvalidArgument`] unless heads >= 1 and head_dim is 1 ..= [`MAX_HEAD_DIM`].
+fn check_dims(dims: AttentionDims) -> Result<()> {
+    let AttentionDims {
+        heads, head_dim, ..
+    } = dims;
+    if heads == 0 || head_dim == 0 || head_dim > MAX_HEAD_DIM {
+        return Err(Error::invalid(
+            OP,
+            format!("heads {heads} must be >= 1 and head_dim {head_dim} in 1..={MAX_HEAD_DIM}"),
+        ));
+    }
+    Ok(())
+}
+
 /// `(splits, keys per split)`: whole 128-key chunks per split, no empty split.
 fn split_keys(plan: AttentionPlan, k_len: usize) -> Result<(u32, i32)> {
     if plan.splits == 0 || plan.splits > MAX_SPLITS {
@@ -439,7 +455,16 @@ fn split_keys(plan: AttentionPlan, k_len: usize) -> Result<(u32, i32)> {
             format!("splits {} outside 1..={MAX_SPLITS}", plan.splits),
         ));
     }
-    if plan.kernel == AttentionKernel::TensorCore || plan.splits == 1 {
+    if plan.kernel == AttentionKernel::TensorCore && plan.splits != 1 {
+        return Err(Error::invalid(
+            OP,
+            format!(
+                "the tensor-core kernel does not split keys (splits {})",
+                plan.splits
+            ),
+        ));
+    }
+    if plan.splits == 1 {
         let per =
             i32::try_from(k_len.max(1)).map_err(|_| Error::invalid(OP, "k_len past int32"))?;
         return Ok((1, per));

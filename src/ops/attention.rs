@@ -147,8 +147,20 @@ impl Spec {
                 "padding" => s.padding = true,
                 "cache" => s.cache = true,
                 "fused" => s.fused = true,
-                "tc" => kernel_choice = Some(AttentionKernel::TensorCore),
-                "simt" => kernel_choice = Some(AttentionKernel::Simt),
+                "tc" | "simt" => {
+                    let k = if part == "tc" {
+                        AttentionKernel::TensorCore
+                    } else {
+                        AttentionKernel::Simt
+                    };
+                    if kernel_choice.is_some_and(|c| c != k) {
+                        return Err(Error::invalid(
+                            "attention",
+                            format!("{:?} names two kernels (tc and simt)", case.variant),
+                        ));
+                    }
+                    kernel_choice = Some(k);
+                }
                 _ => {
                     let n = part.strip_prefix("splits=").ok_or_else(|| {
                         Error::invalid(
@@ -165,6 +177,15 @@ impl Spec {
                     kernel_choice.get_or_insert(AttentionKernel::Simt);
                 }
             }
+        }
+        if kernel_choice == Some(AttentionKernel::TensorCore) && splits != 1 {
+            return Err(Error::invalid(
+                "attention",
+                format!(
+                    "{:?}: the tensor-core kernel does not split keys",
+                    case.variant
+                ),
+            ));
         }
         s.plan = kernel_choice.map(|kernel| AttentionPlan { kernel, splits });
         Ok(s)
@@ -357,9 +378,9 @@ pub fn check<T: DeviceElement>(dev: &Arc<Device>, spec: &Spec, seed: u64) -> Res
         )
     };
     let d = heads.checked_mul(head_dim).ok_or_else(too_big)?;
-    for len in [q_len, k_len + 5] {
-        if batch
-            .checked_mul(len)
+    for len in [Some(q_len), k_len.checked_add(5)] {
+        if len
+            .and_then(|len| batch.checked_mul(len))
             .and_then(|e| e.checked_mul(d))
             .is_none_or(|e| e > super::linear::MAX_CHECK_ELEMENTS)
         {
@@ -607,7 +628,12 @@ mod tests {
             let s = Spec::from_case(&Case::new(&[1, 1, 2, 2, 8], v)).unwrap();
             assert_eq!(s.variant(), v);
         }
-        assert!(Spec::from_case(&Case::new(&[1, 1, 2, 2, 8], "alibi")).is_err());
+        for bad in ["alibi", "tc+simt", "simt+tc", "splits=3+tc"] {
+            assert!(
+                Spec::from_case(&Case::new(&[1, 1, 2, 2, 8], bad)).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
