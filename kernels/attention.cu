@@ -75,20 +75,6 @@ struct TcShape {
     static constexpr int SMEM_BYTES = (TC_BM + 4 * TC_BN) * LDS * 2;
 };
 
-template <typename T> struct AttnMma;
-template <> struct AttnMma<__nv_bfloat16> {
-    static __device__ __forceinline__ void run(float (&d)[4], const uint32_t (&a)[4],
-                                               const uint32_t (&b)[2]) {
-        tk::mma_m16n8k16_f32_bf16(d, a, b, d);
-    }
-};
-template <> struct AttnMma<__half> {
-    static __device__ __forceinline__ void run(float (&d)[4], const uint32_t (&a)[4],
-                                               const uint32_t (&b)[2]) {
-        tk::mma_m16n8k16_f32_f16(d, a, b, d);
-    }
-};
-
 // Two f32 rounded to T, packed as one .b32 register (low half first).
 template <typename T>
 __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
@@ -198,8 +184,8 @@ __device__ __forceinline__ void attention_tc(const AttentionParams& p) {
                 uint32_t f[4];
                 tk::ldmatrix_x4(f, ks + r * LDS + c);
                 const uint32_t b0[2] = {f[0], f[1]}, b1[2] = {f[2], f[3]};
-                AttnMma<T>::run(s[j], qf[kk], b0);
-                AttnMma<T>::run(s[j + 1], qf[kk], b1);
+                tk::mma_m16n8k16_acc<T>(s[j], qf[kk], b0);
+                tk::mma_m16n8k16_acc<T>(s[j + 1], qf[kk], b1);
             }
         }
 
@@ -261,8 +247,8 @@ __device__ __forceinline__ void attention_tc(const AttentionParams& p) {
                 uint32_t f[4];
                 tk::ldmatrix_x4_trans(f, vs + r * LDS + c);
                 const uint32_t b0[2] = {f[0], f[1]}, b1[2] = {f[2], f[3]};
-                AttnMma<T>::run(o[j], a, b0);
-                AttnMma<T>::run(o[j + 1], a, b1);
+                tk::mma_m16n8k16_acc<T>(o[j], a, b0);
+                tk::mma_m16n8k16_acc<T>(o[j + 1], a, b1);
             }
         }
         __syncthreads();  // every warp is done with this stage

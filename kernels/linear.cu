@@ -191,21 +191,6 @@ struct Tile {
     static_assert(THREADS <= 1024, "at most 1024 threads per block");
 };
 
-// mma.sync.m16n8k16 for the storage type (ptx.cuh).
-template <typename T> struct Mma;
-template <> struct Mma<__nv_bfloat16> {
-    static __device__ __forceinline__ void run(float (&d)[4], const uint32_t (&a)[4],
-                                               const uint32_t (&b)[2]) {
-        tk::mma_m16n8k16_f32_bf16(d, a, b, d);
-    }
-};
-template <> struct Mma<__half> {
-    static __device__ __forceinline__ void run(float (&d)[4], const uint32_t (&a)[4],
-                                               const uint32_t (&b)[2]) {
-        tk::mma_m16n8k16_f32_f16(d, a, b, d);
-    }
-};
-
 // Fills `rows` x BK of shared tile `dst` (row stride LDS) from rows r0.. of
 // the row-major [rows_total, k] operand `src`, k-columns kc0 .. kc0 + BK,
 // zero outside the operand. ALIGNED: 16-byte cp.async copies (k % 8 == 0,
@@ -306,8 +291,8 @@ __device__ __forceinline__ void linear_tc(const LinearParams& p) {
                 const uint32_t b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
 #pragma unroll
                 for (int i = 0; i < MI; ++i) {
-                    Mma<T>::run(acc[i][j], af[i], b0);
-                    Mma<T>::run(acc[i][j + 1], af[i], b1);
+                    tk::mma_m16n8k16_acc<T>(acc[i][j], af[i], b0);
+                    tk::mma_m16n8k16_acc<T>(acc[i][j + 1], af[i], b1);
                 }
             }
         }

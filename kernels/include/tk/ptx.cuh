@@ -27,6 +27,8 @@
 // the wrapper, a kernel that does not is unaffected.
 #pragma once
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <stdint.h>
 #include <vector_types.h>
 
@@ -224,5 +226,21 @@ template <int N> __device__ void cp_async_wait() {
 }
 
 #endif  // TK_EMU / sm_80+ / older
+
+// d += a * b with mma.sync.m16n8k16 (f32 accumulate) for the 16-bit storage
+// type T: the one dispatch the GEMM and attention share.
+__device__ __forceinline__ void mma_m16n8k16_acc(float (&d)[4], const uint32_t (&a)[4],
+                                                 const uint32_t (&b)[2], __nv_bfloat16) {
+    mma_m16n8k16_f32_bf16(d, a, b, d);
+}
+__device__ __forceinline__ void mma_m16n8k16_acc(float (&d)[4], const uint32_t (&a)[4],
+                                                 const uint32_t (&b)[2], __half) {
+    mma_m16n8k16_f32_f16(d, a, b, d);
+}
+template <typename T>
+__device__ __forceinline__ void mma_m16n8k16_acc(float (&d)[4], const uint32_t (&a)[4],
+                                                 const uint32_t (&b)[2]) {
+    mma_m16n8k16_acc(d, a, b, T());
+}
 
 }  // namespace tk
