@@ -17,12 +17,12 @@
 
 use std::sync::Arc;
 
-use super::{Case, CheckRow, Op, Run, Workload};
+use super::{flash_rule_row, Case, CheckRow, Op, Run, Workload};
 use crate::cuda::attention::{
     self as kernel, attention_into, AttentionDims, AttentionKernel, AttentionMask, AttentionPlan,
     HeadView,
 };
-use crate::cuda::numerics::{random_storage, widen, SplitMix64, Tolerance};
+use crate::cuda::numerics::{random_storage, widen, SplitMix64};
 use crate::cuda::workspace::Workspace;
 use crate::cuda::{Device, DeviceElement, DeviceTensor};
 use crate::{DType, Element, Error, Result};
@@ -448,32 +448,17 @@ pub fn check<T: DeviceElement>(dev: &Arc<Device>, spec: &Spec, seed: u64) -> Res
     }
     let got = widen(&out.to_host()?);
 
-    let max_err = |a: &[f32]| -> f32 {
-        a.iter().zip(&y64).fold(0.0f64, |e, (&x, &y)| {
-            if x.is_finite() {
-                e.max((f64::from(x) - y).abs())
-            } else {
-                f64::NAN
-            }
-        }) as f32
-    };
-    let err_cpu = max_err(&y_cpu);
-    let err_kernel = max_err(&got);
     let max_ref = y64.iter().fold(1.0f64, |a, v| a.max(v.abs())) as f32;
-    let floor = ERROR_FLOOR_ULPS * f32::EPSILON * max_ref;
-    let tol = Tolerance {
-        abs: ERROR_RATIO * err_cpu + floor,
-        rel: 0.0,
-        reason: RULE,
-    };
-    let expected: Vec<f32> = y64.iter().map(|&v| v as f32).collect();
-    let mut row = CheckRow::compare(
+    let mut row = flash_rule_row(
         format!("attention {}", spec.variant()),
         T::DTYPE,
         format!("{batch}x{heads}x{q_len}x{k_len}x{head_dim}"),
         &got,
-        &expected,
-        tol,
+        &y_cpu,
+        &y64,
+        ERROR_RATIO,
+        ERROR_FLOOR_ULPS * f32::EPSILON * max_ref,
+        RULE,
     );
     // A fully masked query must be exactly 0 (CASES.md A1), not merely close.
     for b in 0..batch {
@@ -490,12 +475,6 @@ pub fn check<T: DeviceElement>(dev: &Arc<Device>, spec: &Spec, seed: u64) -> Res
             }
         }
     }
-    let facts = format!("error {err_kernel:.2e} vs CPU's {err_cpu:.2e} (floor {floor:.1e})");
-    row.note = if row.note.is_empty() {
-        facts
-    } else {
-        format!("{}; {facts}", row.note)
-    };
     Ok(row)
 }
 

@@ -22,14 +22,14 @@
 use std::sync::Arc;
 
 use super::model_shapes::{D_MODEL, FFN, VOCAB};
-use super::{Case, CheckRow, Op, Run, Workload};
+use super::{flash_rule_row, Case, CheckRow, Op, Run, Workload};
 use crate::activation::Activation;
 use crate::cpu::linear::{linear as cpu_linear, linear_epilogue};
 use crate::cuda::linear::{
     self as kernel, linear_accumulate_with_plan, linear_into_with, linear_with_plan, Epilogue,
     LinearPlan, LinearWorkspace, Tile,
 };
-use crate::cuda::numerics::{random_storage, widen, SplitMix64, Tolerance};
+use crate::cuda::numerics::{random_storage, widen, SplitMix64};
 use crate::cuda::{Device, DeviceElement, DeviceTensor};
 use crate::{DType, Element, Error, Result};
 
@@ -291,34 +291,24 @@ pub fn check<T: DeviceElement>(dev: &Arc<Device>, spec: &Spec, seed: u64) -> Res
     let got_raw = out.to_host()?;
     let got = widen(&got_raw);
 
-    let err_cpu = max_err(&y_cpu, &y64);
-    let err_kernel = max_err(&got, &y64);
     let max_ref = y64.iter().fold(0.0f64, |a, v| a.max(v.abs())) as f32;
-    let floor = ERROR_FLOOR_ULPS * f32::EPSILON * max_ref;
-    let tol = Tolerance {
-        abs: ERROR_RATIO * err_cpu + floor,
-        rel: 0.0,
-        reason: RULE,
-    };
-    let expected: Vec<f32> = y64.iter().map(|&v| v as f32).collect();
-    let mut row = CheckRow::compare(
+    let mut row = flash_rule_row(
         format!("linear {}", spec.variant()),
         T::DTYPE,
         format!("{m}x{n}x{k}"),
         &got,
-        &expected,
-        tol,
+        &y_cpu,
+        &y64,
+        ERROR_RATIO,
+        ERROR_FLOOR_ULPS * f32::EPSILON * max_ref,
+        RULE,
     );
-    let facts = format!(
-        "tile {} splits {}; error {err_kernel:.2e} vs CPU's {err_cpu:.2e} (floor {floor:.1e})",
+    row.note = format!(
+        "tile {} splits {}; {}",
         plan.tile.name(),
-        plan.splits
+        plan.splits,
+        row.note
     );
-    row.note = if row.note.is_empty() {
-        facts
-    } else {
-        format!("{}; {facts}", row.note)
-    };
 
     if spec.check_in_place && spec.residual {
         let mut acc = DeviceTensor::from_host(dev, &rs, &[m, n])?;
@@ -371,18 +361,6 @@ fn resolve_plan<T: DeviceElement>(dev: &Arc<Device>, spec: &Spec) -> LinearPlan 
         }
         p
     })
-}
-
-/// `max |a − b|` over the elements (NaN when any `a` is not finite).
-fn max_err(a: &[f32], b: &[f64]) -> f32 {
-    let mut e = 0.0f64;
-    for (&x, &y) in a.iter().zip(b) {
-        if !x.is_finite() {
-            return f32::NAN;
-        }
-        e = e.max((f64::from(x) - y).abs());
-    }
-    e as f32
 }
 
 /// `act(x · wᵀ + b) + residual` in f64 (the inputs are exact in f64).
@@ -559,7 +537,7 @@ mod tests {
         let y =
             storage_precision::<half::bf16>(&x, &w, None, Some(Activation::Gelu), None, m, n, k)
                 .unwrap();
-        let e = max_err(&y, &y64);
+        let e = crate::ops::max_err(&y, &y64);
         assert!(e > 0.0 && e < 0.02, "bf16 storage error {e}");
     }
 }

@@ -136,6 +136,53 @@ impl CheckRow {
     }
 }
 
+/// `max |a − b|` over the elements, NaN when any `a` is not finite.
+pub(crate) fn max_err(a: &[f32], b: &[f64]) -> f32 {
+    let mut e = 0.0f64;
+    for (&x, &y) in a.iter().zip(b) {
+        if !x.is_finite() {
+            return f32::NAN;
+        }
+        e = e.max((f64::from(x) - y).abs());
+    }
+    e as f32
+}
+
+/// The FlashAttention-style rule of the fused ops (`linear`, `attention`):
+/// compares `got` with the f64 reference `y64` under an absolute
+/// tolerance of `ratio · max|y_cpu − y64| + floor`, `y_cpu` being the same
+/// maths on the CPU in the storage precision. The row's note gives both
+/// errors and the floor.
+#[allow(clippy::too_many_arguments)] // the rule's inputs, each named by its op
+pub(crate) fn flash_rule_row(
+    label: String,
+    dtype: DType,
+    shape: String,
+    got: &[f32],
+    y_cpu: &[f32],
+    y64: &[f64],
+    ratio: f32,
+    floor: f32,
+    reason: &'static str,
+) -> CheckRow {
+    let err_cpu = max_err(y_cpu, y64);
+    let err_kernel = max_err(got, y64);
+    let tol = Tolerance {
+        abs: ratio * err_cpu + floor,
+        rel: 0.0,
+        reason,
+    };
+    let expected: Vec<f32> = y64.iter().map(|&v| v as f32).collect();
+    let mut row = CheckRow::compare(label, dtype, shape, got, &expected, tol);
+    let facts = format!("error {err_kernel:.2e} vs CPU's {err_cpu:.2e} (floor {floor:.1e})");
+    row.note = if row.note.is_empty() {
+        facts
+    } else {
+        format!("{}; {facts}", row.note)
+    };
+    row
+}
+
 /// What one benchmark row measures.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Workload {

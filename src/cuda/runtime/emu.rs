@@ -662,14 +662,19 @@ mod tests {
         (a, w, at)
     }
 
-    fn mma_selftest<T: crate::Element + bytemuck::Pod>(symbol: &'static str) {
+    /// The self-test kernels' input: A, W and Aᵀ of [`mma_inputs`] in `T`.
+    fn selftest_input<T: crate::Element>() -> Vec<T> {
         let (a, w, at) = mma_inputs();
-        let host: Vec<T> = a
-            .iter()
+        a.iter()
             .chain(&w)
             .chain(&at)
             .map(|&x| T::from_f32(x))
-            .collect();
+            .collect()
+    }
+
+    fn mma_selftest<T: crate::Element + bytemuck::Pod>(symbol: &'static str) {
+        let (a, w, _) = mma_inputs();
+        let host = selftest_input::<T>();
         let want: Vec<f32> = (0..128)
             .map(|i| {
                 let (m, n) = (i / 8, i % 8);
@@ -704,13 +709,7 @@ mod tests {
 
     #[test]
     fn ldmatrix_of_rows_other_lanes_copied_without_a_sync_is_a_race() {
-        let (a, w, at) = mma_inputs();
-        let host: Vec<half::bf16> = a
-            .iter()
-            .chain(&w)
-            .chain(&at)
-            .map(|&x| half::bf16::from_f32(x))
-            .collect();
+        let host = selftest_input::<half::bf16>();
         for s in Schedule::ALL {
             let (r, _) = launch_raw(
                 "emu_selftest",
@@ -731,13 +730,7 @@ mod tests {
 
     #[test]
     fn reading_a_cp_async_stage_before_its_wait_reads_poison() {
-        let (a, w, at) = mma_inputs();
-        let host: Vec<half::bf16> = a
-            .iter()
-            .chain(&w)
-            .chain(&at)
-            .map(|&x| half::bf16::from_f32(x))
-            .collect();
+        let host = selftest_input::<half::bf16>();
         for s in Schedule::ALL {
             let (r, d) = launch_raw(
                 "emu_selftest",
