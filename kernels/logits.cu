@@ -16,6 +16,16 @@
 // A row whose every score is -inf gets lse = -inf and log-probabilities -inf
 // (never NaN).
 //
+// Masks: besides the pad column, a [vocab] byte mask of every row and a
+// [rows, vocab] byte mask per row (the search's processors: bad words,
+// min_length's EOS ban, the forced-EOS step) make ids -inf. With
+// mask_after_normalise = 0 they are -inf before normalising (the op's
+// original order, above). With 1 they follow Hugging Face `generate`, which
+// the model's Backend::log_softmax_topk specifies: the log-softmax is over
+// the raw row (masked ids included; a NaN or +inf anywhere makes the row
+// NaN, as torch.log_softmax), then masked ids rank -inf and report -inf,
+// without renormalising.
+//
 // Non-finite scores (the same rules as the CPU reference, src/cpu/logits.rs):
 // - NaN anywhere in a row's scores (the pad column excepted: it is masked
 //   before it is read) makes every log-probability of that row NaN, top-k
@@ -144,14 +154,6 @@ __device__ __forceinline__ void block_argmax(float& v, int32_t& i, float* sv, in
     }
 }
 
-template <typename T>
-__device__ __forceinline__ float score_at(const T* row, const T* bias, int64_t v, int64_t pad) {
-    if (v == pad) return -CUDART_INF_F;
-    float x = tk::to_f32<T>(row[v]);
-    if (bias != nullptr) x += tk::to_f32<T>(bias[v]);
-    return x;
-}
-
 // One thread's view of its share of a row: the online (max, sum of exp)
 // pair and its best K (score, id) pairs, sorted, best first.
 template <int K>
@@ -169,9 +171,10 @@ struct RowState {
         }
     }
 
-    // Takes score x of token id (in any order: the result does not depend on it
-    // beyond the rounding of the sum).
-    __device__ __forceinline__ void consume(float x, int32_t id) {
+    // Takes token id with score x for the normaliser and score r for the
+    // ranking (the same unless masks apply after normalising), in any order:
+    // the result does not depend on it beyond the rounding of the sum.
+    __device__ __forceinline__ void consume(float x, float r, int32_t id) {
         if (isnan(x)) {
             s = CUDART_NAN_F;  // sticky: the whole row's log-probs become NaN
         } else if (x > m) {
@@ -182,8 +185,8 @@ struct RowState {
         } else if (x > -CUDART_INF_F) {
             s += exp_below(x, m);
         }
-        if (better(x, id, cv[K - 1], ci[K - 1])) {
-            cv[K - 1] = x;
+        if (better(r, id, cv[K - 1], ci[K - 1])) {
+            cv[K - 1] = r;
             ci[K - 1] = id;
 #pragma unroll
             for (int j = K - 1; j > 0; --j) {
@@ -200,6 +203,39 @@ struct RowState {
     }
 };
 
+// The masks of one row: the pad column, the every-row byte mask and the
+// row's own byte mask (see LogitsParams), and when they apply.
+struct RowMask {
+    int64_t pad;
+    const uint8_t* every;
+    const uint8_t* row;
+    bool after;
+
+    __device__ __forceinline__ bool masked(int64_t v) const {
+        return v == pad || (every != nullptr && every[v] != 0) || (row != nullptr && row[v] != 0);
+    }
+
+    // Feeds score x of id v to the state: masked ids are -inf in the
+    // ranking, and in the normaliser too unless masks apply after it.
+    template <int K>
+    __device__ __forceinline__ void feed(RowState<K>& st, float x, int64_t v) const {
+        const float r = masked(v) ? -CUDART_INF_F : x;
+        st.consume(after ? x : r, r, static_cast<int32_t>(v));
+    }
+
+    // The score that ranks (and whose log-probability is reported).
+    __device__ __forceinline__ float ranked(float x, int64_t v) const {
+        return masked(v) ? -CUDART_INF_F : x;
+    }
+};
+
+template <typename T>
+__device__ __forceinline__ float raw_score(const T* row, const T* bias, int64_t v) {
+    float x = tk::to_f32<T>(row[v]);
+    if (bias != nullptr) x += tk::to_f32<T>(bias[v]);
+    return x;
+}
+
 template <typename T, int K>
 __device__ __forceinline__ void logits_impl(const LogitsParams& p) {
     __shared__ float s_m[kWarps];
@@ -213,6 +249,9 @@ __device__ __forceinline__ void logits_impl(const LogitsParams& p) {
     const T* bias = static_cast<const T*>(p.bias);
     const int64_t V = p.vocab;
 
+    const RowMask mask{p.pad_id, p.token_mask,
+                       p.row_mask != nullptr ? p.row_mask + row_idx * V : nullptr,
+                       p.mask_after_normalise != 0};
     RowState<K> st;
     int64_t scalar_from = 0;
 
@@ -245,8 +284,7 @@ __device__ __forceinline__ void logits_impl(const LogitsParams& p) {
                 if (c >= n_chunks) break;
 #pragma unroll
                 for (int w = 0; w < W; ++w) {
-                    const int64_t v = c * W + w;
-                    st.consume(v == p.pad_id ? -CUDART_INF_F : xs[u][w], static_cast<int32_t>(v));
+                    mask.feed(st, xs[u][w], c * W + w);
                 }
             }
         }
@@ -262,13 +300,13 @@ __device__ __forceinline__ void logits_impl(const LogitsParams& p) {
 #pragma unroll
         for (int u = 0; u < kUnroll; ++u) {
             const int64_t v = base + static_cast<int64_t>(u) * kThreads;
-            xs[u] = v < V ? score_at<T>(row, bias, v, p.pad_id) : -CUDART_INF_F;
+            xs[u] = v < V ? raw_score<T>(row, bias, v) : -CUDART_INF_F;
         }
 #pragma unroll
         for (int u = 0; u < kUnroll; ++u) {
             const int64_t v = base + static_cast<int64_t>(u) * kThreads;
             if (v >= V) break;
-            st.consume(xs[u], static_cast<int32_t>(v));
+            mask.feed(st, xs[u], v);
         }
     }
     float m = st.m, s = st.s;
@@ -290,8 +328,11 @@ __device__ __forceinline__ void logits_impl(const LogitsParams& p) {
     s = 0.0f;
 #pragma unroll
     for (int w = 0; w < kWarps; ++w) lse_merge(m, s, s_m[w], s_s[w]);
-    // NaN row: NaN; only -inf: -inf; m = +inf: +inf (m + ln n).
-    const float lse = isnan(s) ? CUDART_NAN_F : (m == -CUDART_INF_F ? -CUDART_INF_F : m + logf(s));
+    // NaN row: NaN; only -inf: -inf; m = +inf: +inf (m + ln n), or NaN
+    // when masks apply after normalising (torch.log_softmax: inf - inf).
+    const float lse = isnan(s) || (mask.after && m == CUDART_INF_F)
+                          ? CUDART_NAN_F
+                          : (m == -CUDART_INF_F ? -CUDART_INF_F : m + logf(s));
 
     // Top-k: k rounds of block argmax over the threads' heads.
     const int k = p.k < K ? p.k : K;
@@ -317,8 +358,7 @@ __device__ __forceinline__ void logits_impl(const LogitsParams& p) {
     if (p.log_probs != nullptr) {
         float* lp = p.log_probs + row_idx * V;
         for (int64_t v = threadIdx.x; v < V; v += kThreads) {
-            const float x = score_at<T>(row, bias, v, p.pad_id);
-            lp[v] = log_prob(x, m, s, lse);
+            lp[v] = log_prob(mask.ranked(raw_score<T>(row, bias, v), v), m, s, lse);
         }
     }
 }

@@ -14,10 +14,13 @@
 #       1. every packed GPU test with TK_REQUIRE_GPU=1 (a missing GPU fails, never skips);
 #       2. `transformer-kernels verify` (every kernel vs the CPU reference, all dtypes);
 #       3. `transformer-kernels bench` (time, GB/s, % of a device-to-device copy);
-#       4. PyTorch's layer_norm / embedding / log_softmax+topk / activations / .to(dtype)
+#       4. `transformer-kernels bench --model models/demo-en-de` (end to end, bf16) and
+#          Hugging Face `MarianMTModel.generate` on the same ids (scripts/hf_generate_bench.py),
+#          with the speed-up ours / HF;
+#       5. PyTorch's layer_norm / embedding / log_softmax+topk / activations / .to(dtype)
 #          cuBLAS GEMMs (x @ W.T alone; F.linear + activation + residual; the 8192^3
 #          bf16 peak) and scaled_dot_product_attention on the same shapes, timed the same way (scripts/torch_compare.py);
-#       5. a short table last: test and verify status, ours vs PyTorch at the largest shapes.
+#       6. a short table last: test and verify status, ours vs PyTorch at the largest shapes.
 #     Logs and CSVs go to $OUT (if set, e.g. by the device runner) or device-pack/out;
 #     $OUT/status.txt gets one line per step as soon as the step ends (read it if the
 #     run is cut short). Exit status: non-zero when a test, verify or bench failed or
@@ -27,20 +30,22 @@
 #
 # Device budget (why the limits below are what they are): one device command may run
 # at most 600 s, and a session's whole device time (machine start, every command, idle
-# time) is 15 minutes. `run` is therefore capped at RUN_BUDGET_S (default 460 s, about
+# time) is 15 minutes. `run` is therefore capped at RUN_BUDGET_S (default 465 s, under
 # 8 minutes) so that one call fits a 600 s command with the machine's start-up aside,
 # and a failed run leaves time for one shorter rerun (STEPS="verify" etc.). Per-step
-# timeouts, sized by what each step does, sum to less than the budget:
-#     unpack 30 s; GPU tests 8 binaries x 25 s = 200 s (each runs in seconds when the
-#     kernels are right; a hang is what the timeout catches; the f64 CPU references of
-#     cuda_linear and cuda_attention are their largest part); verify 45 s; bench 115 s
-#     (~95 rows x 3 dtypes x 35 launches, the GEMM's 30 and attention's 31 included,
-#     plus a copy baseline per size); PyTorch 60 s; summary reserve 10 s: 460 s in all.
+# timeouts, sized by what each step does, sum to the budget:
+#     unpack 20 s; GPU tests 10 binaries x 20 s = 200 s (each runs in seconds when the
+#     kernels are right; a hang is what the timeout catches; the CPU references of
+#     cuda_linear, cuda_attention and cuda_model are their largest part); verify 40 s;
+#     bench 75 s (~95 rows x 3 dtypes x 25 launches, plus a copy baseline per size);
+#     e2e 40 s (the demo model on 512 sentences, bf16, greedy and beam 4 at batch 32 and
+#     128, and the decode step beside its floor) + Hugging Face generate on the same ids
+#     40 s; PyTorch 40 s; summary reserve 10 s: 465 s in all.
 # Every step's timeout is also cut to what is left of the budget, and a step that no
 # longer fits is recorded as skipped, so the summary table is always printed, also
 # after a timeout, and also on SIGTERM/SIGINT (a trap; bash runs it once the
 # current step's command has returned, which its own timeout bounds).
-#   STEPS="tests verify bench torch" (the default) picks the steps to run.
+#   STEPS="tests verify bench e2e torch" (the default) picks the steps to run.
 #
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -83,7 +88,7 @@ pack() {
     ls -l "$stage"/bin "$stage"/tests "$stage"/benches
     tar -C "$stage" -cJf "$PACK/pack.tar.xz" bin tests benches
     rm -rf "$stage"
-    cp scripts/device-check.sh scripts/torch_compare.py "$PACK/"
+    cp scripts/device-check.sh scripts/torch_compare.py scripts/hf_generate_bench.py "$PACK/"
     git rev-parse HEAD >"$PACK/COMMIT" 2>/dev/null || echo unknown >"$PACK/COMMIT"
     if ! git diff --quiet HEAD 2>/dev/null; then echo "(with uncommitted changes)" >>"$PACK/COMMIT"; fi
     local mb
@@ -131,14 +136,14 @@ summary() {
 
 run() {
     [ -f "$PACK/pack.tar.xz" ] || { echo "no $PACK/pack.tar.xz: run 'bash scripts/device-check.sh pack' on the build machine first" >&2; exit 2; }
-    RUN_BUDGET_S=${RUN_BUDGET_S:-460}
+    RUN_BUDGET_S=${RUN_BUDGET_S:-465}
     SUMMARY_RESERVE_S=10
     T0=$SECONDS
     DEADLINE=$((T0 + RUN_BUDGET_S))
     OUTDIR="${OUT:-$PACK/out}"
     STATUS="$OUTDIR/status.txt"
     FAILED=0
-    local steps=" ${STEPS:-tests verify bench torch} "
+    local steps=" ${STEPS:-tests verify bench e2e torch} "
     mkdir -p "$OUTDIR"
     : >"$STATUS"
     # The summary is printed however the run ends (timeout of the whole
@@ -150,7 +155,7 @@ run() {
     local bins="${TMPDIR:-/tmp}/tk-device-pack" rc=0 lim
     rm -rf "$bins"
     mkdir -p "$bins"
-    lim=$(step_limit 30)
+    lim=$(step_limit 20)
     timeout -k 5 "$lim" python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$PACK/pack.tar.xz" "$bins" || rc=$?
     if [ "$rc" != 0 ]; then
         FAILED=1
@@ -167,7 +172,7 @@ run() {
         for t in "$bins"/tests/*; do
             local name summary_line
             name=$(basename "$t")
-            lim=$(step_limit 25)
+            lim=$(step_limit 20)
             if [ "$lim" -lt 5 ]; then
                 FAILED=1
                 status "test $name: SKIPPED (budget spent)"
@@ -186,7 +191,7 @@ run() {
 
     if [[ "$steps" == *" verify "* ]]; then
         echo "== verify"
-        lim=$(step_limit 45)
+        lim=$(step_limit 40)
         if [ "$lim" -lt 5 ]; then
             FAILED=1
             status "verify: SKIPPED (budget spent)"
@@ -201,21 +206,53 @@ run() {
 
     if [[ "$steps" == *" bench "* ]]; then
         echo "== bench"
-        lim=$(step_limit 115)
+        lim=$(step_limit 75)
         if [ "$lim" -lt 5 ]; then
             FAILED=1
             status "bench: SKIPPED (budget spent)"
         else
             rc=0
-            timeout -k 5 "$lim" "$bins/bin/transformer-kernels" bench --iters 30 --csv "$OUTDIR/bench.csv" 2>&1 | tee "$OUTDIR/bench.txt" || rc=$?
+            timeout -k 5 "$lim" "$bins/bin/transformer-kernels" bench --iters 20 --csv "$OUTDIR/bench.csv" 2>&1 | tee "$OUTDIR/bench.txt" || rc=$?
             status "bench: $(describe_rc "$rc" "$lim")"
             [ "$rc" = 0 ] || FAILED=1
         fi
     fi
 
+    if [[ "$steps" == *" e2e "* ]]; then
+        echo "== end to end: the demo model, ours vs Hugging Face generate (bf16, same ids)"
+        # The first 512 lines of Multi30k test_2016_flickr (English), from
+        # the tokenizer fixture that the tree carries.
+        python3 -c 'import gzip, json, sys
+c = json.load(gzip.open(sys.argv[1]))["encode_source"]
+t = [x["text"] for x in c if x["kind"] == "test_2016_flickr"][:512]
+open(sys.argv[2], "w").write("\n".join(t) + "\n")' tests/fixtures/tokenizer/en-de/cases.json.gz "$OUTDIR/e2e.en" || true
+        lim=$(step_limit 40)
+        if [ "$lim" -lt 5 ]; then
+            FAILED=1
+            status "e2e: SKIPPED (budget spent)"
+        else
+            rc=0
+            timeout -k 5 "$lim" "$bins/bin/transformer-kernels" bench --model models/demo-en-de --input "$OUTDIR/e2e.en" \
+                --dtype bf16 --batch-size 32,128 --beam 1,4 --csv "$OUTDIR/e2e.csv" --ids-out "$OUTDIR/e2e.ids" 2>&1 |
+                tee "$OUTDIR/e2e.txt" || rc=$?
+            status "e2e: $(describe_rc "$rc" "$lim") $(grep -E '^decode step' "$OUTDIR/e2e.txt" || true)"
+            [ "$rc" = 0 ] || FAILED=1
+        fi
+        lim=$(step_limit 40)
+        if [ "$lim" -lt 5 ] || [ ! -f "$OUTDIR/e2e.ids" ]; then
+            status "hf e2e: SKIPPED (budget spent or no ids; informative only)"
+        else
+            rc=0
+            timeout -k 5 "$lim" python3 "$PACK/hf_generate_bench.py" --model models/demo-en-de --ids "$OUTDIR/e2e.ids" \
+                --dtype bf16 --batch-size 32,128 --beam 1,4 --csv "$OUTDIR/hf_e2e.csv" --compare "$OUTDIR/e2e.csv" 2>&1 |
+                tee "$OUTDIR/hf_e2e.txt" || rc=$?
+            status "hf e2e: $(describe_rc "$rc" "$lim") (informative only)"
+        fi
+    fi
+
     if [[ "$steps" == *" torch "* ]]; then
         echo "== PyTorch on the same shapes"
-        lim=$(step_limit 60)
+        lim=$(step_limit 40)
         if [ "$lim" -lt 5 ]; then
             status "torch: SKIPPED (budget spent; informative only)"
         else

@@ -113,6 +113,18 @@ pub enum Error {
         #[source]
         source: cudarc::driver::DriverError,
     },
+    /// A device allocation failed for lack of memory (on a GPU, or host
+    /// memory for the emulator). `hint` says what the caller can change
+    /// (e.g. `; try a smaller --batch-size`), or is empty.
+    #[error("out of memory on {device}: {bytes} bytes requested{hint}")]
+    OutOfMemory {
+        /// The device, as its runtime names it.
+        device: String,
+        /// Size of the allocation that failed.
+        bytes: usize,
+        /// What to change, starting with "; ", or empty.
+        hint: String,
+    },
     /// The SIMT emulator stopped a kernel: a barrier some threads never
     /// reach, a warp collective whose member mask is wrong, a write past
     /// the end of an allocation, an invalid launch. The message names the

@@ -99,11 +99,45 @@ typedef struct LogitsParams {
     int64_t vocab;
     /** Elements between the starts of consecutive logits rows, >= vocab. */
     int64_t row_stride;
-    /** Column forced to -inf before normalising (pad_token_id), or -1 for none. */
+    /** Column forced to -inf (pad_token_id), or -1 for none: before normalising, or after when mask_after_normalise. */
     int64_t pad_id;
+    /** Device pointer: [vocab] bytes, nonzero = token masked (-inf) in every row, or NULL for none. */
+    const uint8_t *token_mask;
+    /** Device pointer: [rows, vocab] bytes, nonzero = token masked (-inf) in that row, or NULL for none. */
+    const uint8_t *row_mask;
     /** Number of best tokens per row, 1 ..= the kernel's compile-time maximum and <= vocab; 1 is greedy argmax. */
     int32_t k;
+    /**
+     * 0: masked columns are -inf before normalising (they leave the normaliser).
+     * 1: Hugging Face `generate` order: log-softmax over the unmasked row (a NaN or +inf
+     * anywhere in it makes the row NaN, as torch.log_softmax), then masked columns -inf
+     * in the ranking and the log-probabilities (no renormalisation).
+     */
+    int32_t mask_after_normalise;
 } LogitsParams;
+
+/**
+ * gather_rows.cu: dst row r, elements [0, row_elems) = src row src_rows[r] (or r when
+ * src_rows is NULL), elements [0, row_elems). The KV cache's write (new positions into
+ * the cache), reorder (beam search's surviving rows), drop (finished sentences) and
+ * growth are all this one copy with different strides.
+ */
+typedef struct GatherRowsParams {
+    /** Device pointer: source rows, row i starting at element i * src_row_stride. */
+    const void *src;
+    /** Device pointer: destination rows, row r starting at element r * dst_row_stride; must not overlap src. */
+    void *dst;
+    /** Device pointer: [rows] int32 source row of each destination row, or NULL for the identity. */
+    const int32_t *src_rows;
+    /** Destination rows, >= 0. */
+    int64_t rows;
+    /** Elements copied per row, >= 0, <= both strides. */
+    int64_t row_elems;
+    /** Elements between consecutive source rows. */
+    int64_t src_row_stride;
+    /** Elements between consecutive destination rows. */
+    int64_t dst_row_stride;
+} GatherRowsParams;
 
 /** Element-wise activation of bias_activation.cu (Hugging Face activation_function names). */
 typedef enum TkActivation {

@@ -135,14 +135,20 @@ pub struct LogitsParams {
     pub vocab: i64,
     #[doc = " Elements between the starts of consecutive logits rows, >= vocab."]
     pub row_stride: i64,
-    #[doc = " Column forced to -inf before normalising (pad_token_id), or -1 for none."]
+    #[doc = " Column forced to -inf (pad_token_id), or -1 for none: before normalising, or after when mask_after_normalise."]
     pub pad_id: i64,
+    #[doc = " Device pointer: [vocab] bytes, nonzero = token masked (-inf) in every row, or NULL for none."]
+    pub token_mask: *const u8,
+    #[doc = " Device pointer: [rows, vocab] bytes, nonzero = token masked (-inf) in that row, or NULL for none."]
+    pub row_mask: *const u8,
     #[doc = " Number of best tokens per row, 1 ..= the kernel's compile-time maximum and <= vocab; 1 is greedy argmax."]
     pub k: i32,
+    #[doc = " 0: masked columns are -inf before normalising (they leave the normaliser).\n 1: Hugging Face `generate` order: log-softmax over the unmasked row (a NaN or +inf\n anywhere in it makes the row NaN, as torch.log_softmax), then masked columns -inf\n in the ranking and the log-probabilities (no renormalisation)."]
+    pub mask_after_normalise: i32,
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of LogitsParams"][::core::mem::size_of::<LogitsParams>() - 80usize];
+    ["Size of LogitsParams"][::core::mem::size_of::<LogitsParams>() - 96usize];
     ["Alignment of LogitsParams"][::core::mem::align_of::<LogitsParams>() - 8usize];
     ["Offset of field: LogitsParams::logits"]
         [::core::mem::offset_of!(LogitsParams, logits) - 0usize];
@@ -160,7 +166,51 @@ const _: () = {
         [::core::mem::offset_of!(LogitsParams, row_stride) - 56usize];
     ["Offset of field: LogitsParams::pad_id"]
         [::core::mem::offset_of!(LogitsParams, pad_id) - 64usize];
-    ["Offset of field: LogitsParams::k"][::core::mem::offset_of!(LogitsParams, k) - 72usize];
+    ["Offset of field: LogitsParams::token_mask"]
+        [::core::mem::offset_of!(LogitsParams, token_mask) - 72usize];
+    ["Offset of field: LogitsParams::row_mask"]
+        [::core::mem::offset_of!(LogitsParams, row_mask) - 80usize];
+    ["Offset of field: LogitsParams::k"][::core::mem::offset_of!(LogitsParams, k) - 88usize];
+    ["Offset of field: LogitsParams::mask_after_normalise"]
+        [::core::mem::offset_of!(LogitsParams, mask_after_normalise) - 92usize];
+};
+#[doc = " gather_rows.cu: dst row r, elements [0, row_elems) = src row src_rows[r] (or r when\n src_rows is NULL), elements [0, row_elems). The KV cache's write (new positions into\n the cache), reorder (beam search's surviving rows), drop (finished sentences) and\n growth are all this one copy with different strides."]
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct GatherRowsParams {
+    #[doc = " Device pointer: source rows, row i starting at element i * src_row_stride."]
+    pub src: *const ::core::ffi::c_void,
+    #[doc = " Device pointer: destination rows, row r starting at element r * dst_row_stride; must not overlap src."]
+    pub dst: *mut ::core::ffi::c_void,
+    #[doc = " Device pointer: [rows] int32 source row of each destination row, or NULL for the identity."]
+    pub src_rows: *const i32,
+    #[doc = " Destination rows, >= 0."]
+    pub rows: i64,
+    #[doc = " Elements copied per row, >= 0, <= both strides."]
+    pub row_elems: i64,
+    #[doc = " Elements between consecutive source rows."]
+    pub src_row_stride: i64,
+    #[doc = " Elements between consecutive destination rows."]
+    pub dst_row_stride: i64,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of GatherRowsParams"][::core::mem::size_of::<GatherRowsParams>() - 56usize];
+    ["Alignment of GatherRowsParams"][::core::mem::align_of::<GatherRowsParams>() - 8usize];
+    ["Offset of field: GatherRowsParams::src"]
+        [::core::mem::offset_of!(GatherRowsParams, src) - 0usize];
+    ["Offset of field: GatherRowsParams::dst"]
+        [::core::mem::offset_of!(GatherRowsParams, dst) - 8usize];
+    ["Offset of field: GatherRowsParams::src_rows"]
+        [::core::mem::offset_of!(GatherRowsParams, src_rows) - 16usize];
+    ["Offset of field: GatherRowsParams::rows"]
+        [::core::mem::offset_of!(GatherRowsParams, rows) - 24usize];
+    ["Offset of field: GatherRowsParams::row_elems"]
+        [::core::mem::offset_of!(GatherRowsParams, row_elems) - 32usize];
+    ["Offset of field: GatherRowsParams::src_row_stride"]
+        [::core::mem::offset_of!(GatherRowsParams, src_row_stride) - 40usize];
+    ["Offset of field: GatherRowsParams::dst_row_stride"]
+        [::core::mem::offset_of!(GatherRowsParams, dst_row_stride) - 48usize];
 };
 #[repr(u32)]
 #[doc = " Element-wise activation of bias_activation.cu (Hugging Face activation_function names)."]

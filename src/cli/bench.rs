@@ -23,8 +23,9 @@ use transformer_kernels::{DType, Error, Result};
 /// Options of `bench`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Storage dtypes (comma-separated: f32,f16,bf16).
-    #[arg(long, value_delimiter = ',', default_value = "f32,f16,bf16")]
+    /// Storage dtypes (comma-separated: f32,f16,bf16). Default: all three
+    /// for the kernels, bf16 for --model.
+    #[arg(long, value_delimiter = ',')]
     dtype: Vec<DType>,
     /// Timed launches per row.
     #[arg(long, default_value_t = 50)]
@@ -41,6 +42,13 @@ pub struct Args {
     /// CUDA device ordinal.
     #[arg(long, default_value_t = 0)]
     device: usize,
+    /// End-to-end: translation throughput of the Marian checkpoint in DIR
+    /// (sentences/s, tokens/s, the decode step beside its floor) instead of
+    /// the kernels.
+    #[arg(long, value_name = "DIR")]
+    model: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    model_args: super::bench_model::ModelArgs,
 }
 
 struct Row {
@@ -146,6 +154,20 @@ fn print_row(r: &Row) {
 
 /// Runs `bench`.
 pub fn run(args: Args) -> Result<()> {
+    if let Some(dir) = &args.model {
+        return super::bench_model::run(
+            dir,
+            &args.model_args,
+            &args.dtype,
+            args.device,
+            args.csv.as_deref(),
+        );
+    }
+    let dtypes: Vec<DType> = if args.dtype.is_empty() {
+        DType::ALL.to_vec()
+    } else {
+        args.dtype.clone()
+    };
     let dev = Device::open(args.device).map_err(|e| match e {
         Error::NoCuda(why) => Error::NoCuda(format!(
             "{why}; `bench` times the kernels on a GPU and has nothing to measure without one"
@@ -168,7 +190,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     print_header();
     let mut rows = Vec::new();
-    for &dtype in &args.dtype {
+    for &dtype in &dtypes {
         for op in ops::REGISTRY {
             for case in (op.bench_cases)(args.quick) {
                 let work = (op.workload)(&case, dtype);

@@ -11,23 +11,31 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use indicatif::{ProgressBar, ProgressStyle};
 use transformer_kernels::cpu::Cpu;
-use transformer_kernels::model::{GenerationConfig, Hypothesis, MarianModel};
+use transformer_kernels::cuda::{CudaBackend, Device};
+use transformer_kernels::model::weights::checkpoint_dtype;
+use transformer_kernels::model::{Backend, GenerationConfig, Hypothesis, MarianModel};
 use transformer_kernels::tokenizer::MarianTokenizer;
-use transformer_kernels::{Error, Result};
+use transformer_kernels::{DType, Error, Result};
 
 use super::lines::{Line, LineReader};
 
 /// Where the model runs.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceChoice {
-    /// The GPU when the CUDA backend can run here, else the CPU reference.
+    /// GPU 0 when a CUDA driver, a device and the compiled kernels are
+    /// present, else the CPU reference.
     Auto,
-    /// The pure-Rust CPU reference.
+    /// The pure-Rust CPU reference (f32).
     Cpu,
-    /// The CUDA backend (an error until it lands).
+    /// The CUDA backend on GPU 0.
     Cuda,
+    /// The CUDA backend on the SIMT emulator (the same kernels run as host
+    /// code on the CPU: slow, for validating small models).
+    Emu,
 }
 
 /// Options of `translate`.
@@ -54,6 +62,12 @@ pub struct Args {
     /// Where to run the model.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
+    /// Storage dtype of weights and activations on `cuda` / `emu` (f32,
+    /// f16, bf16; arithmetic is f32 inside every kernel). Default: the
+    /// checkpoint's own dtype when it is f16 or bf16, else bf16. The CPU
+    /// reference computes in f32 only.
+    #[arg(long, value_name = "DTYPE")]
+    pub dtype: Option<DType>,
     /// Target language token for multilingual checkpoints (`de` prepends
     /// `>>de<<` to every source, as multilingual opus-mt models expect).
     /// An error for a checkpoint whose vocabulary has no such token
@@ -90,14 +104,8 @@ pub fn run(args: Args) -> Result<()> {
     if args.beam == Some(0) {
         return Err(Error::invalid("translate", "--beam must be at least 1"));
     }
-    if args.device == DeviceChoice::Cuda {
-        return Err(Error::Unsupported(
-            "--device cuda: the CUDA backend of the model is not implemented yet; use --device cpu"
-                .into(),
-        ));
-    }
     // Everything that can fail for the whole run is checked before any
-    // input is read or any work is done: model, flags, output file.
+    // input is read or any work is done: model, device, flags, output file.
     // Without --model: the English→German demo model (models/demo-en-de,
     // see its MODEL_CARD.md), embedded in this binary.
     let dir = match &args.model {
@@ -105,8 +113,87 @@ pub fn run(args: Args) -> Result<()> {
         None => super::demo_model::demo_model_dir()?,
     };
     check_model_dir(&dir)?;
+    let hint = format!("; try a smaller --batch-size (now {})", args.batch_size);
+    let with_hint = |e: Error| match e {
+        Error::OutOfMemory { device, bytes, .. } => Error::OutOfMemory {
+            device,
+            bytes,
+            hint: hint.clone(),
+        },
+        other => other,
+    };
+    match resolve_device(&args, &dir)? {
+        Target::Cpu => run_on(args, &dir, Cpu),
+        Target::Device(device, DType::F32) => {
+            run_on(args, &dir, CudaBackend::<f32>::new(device)).map_err(with_hint)
+        }
+        Target::Device(device, DType::F16) => {
+            run_on(args, &dir, CudaBackend::<half::f16>::new(device)).map_err(with_hint)
+        }
+        Target::Device(device, DType::BF16) => {
+            run_on(args, &dir, CudaBackend::<half::bf16>::new(device)).map_err(with_hint)
+        }
+    }
+}
+
+/// Where a run executes: the CPU reference, or a CUDA device (GPU or
+/// emulator) with the storage dtype.
+enum Target {
+    Cpu,
+    Device(Arc<Device>, DType),
+}
+
+/// Resolves `--device` and `--dtype`.
+///
+/// Errors: [`Error::NoCuda`] / [`Error::KernelsNotBuilt`] for `--device
+/// cuda` where it cannot run, naming why and the alternatives;
+/// [`Error::InvalidArgument`] for a 16-bit `--dtype` on the CPU reference.
+fn resolve_device(args: &Args, dir: &Path) -> Result<Target> {
+    let dtype = || -> Result<DType> {
+        Ok(match args.dtype {
+            Some(d) => d,
+            None => match checkpoint_dtype(&dir.join("model.safetensors"))? {
+                DType::F32 => DType::BF16,
+                half => half,
+            },
+        })
+    };
+    match args.device {
+        DeviceChoice::Cpu => match args.dtype {
+            Some(d) if d != DType::F32 => Err(Error::invalid(
+                "translate",
+                format!("--dtype {d}: the CPU reference computes in f32; use --device cuda or --device emu for 16-bit storage"),
+            )),
+            _ => Ok(Target::Cpu),
+        },
+        DeviceChoice::Cuda => {
+            let device = Device::open(0).map_err(|e| match e {
+                Error::NoCuda(why) => Error::NoCuda(format!(
+                    "{why}; --device cpu runs the CPU reference, --device emu the CUDA backend on the emulator"
+                )),
+                other => other,
+            })?;
+            Ok(Target::Device(device, dtype()?))
+        }
+        DeviceChoice::Emu => Ok(Target::Device(Device::emulator()?, dtype()?)),
+        DeviceChoice::Auto => match Device::open(0) {
+            Ok(device) => Ok(Target::Device(device, dtype()?)),
+            // No driver or no device: the CPU, silently (the common case).
+            Err(Error::NoCuda(_)) => Ok(Target::Cpu),
+            // A GPU is there but cannot run this build: say so once.
+            Err(e) => {
+                eprintln!("note: --device auto: not using the GPU ({e}); running on the CPU reference");
+                Ok(Target::Cpu)
+            }
+        },
+    }
+}
+
+/// Loads the model on `backend` and translates every input.
+fn run_on<B: Backend>(args: Args, dir: &Path, backend: B) -> Result<()> {
+    let dir = dir.to_path_buf();
     let tokenizer = MarianTokenizer::from_dir(&dir)?;
-    let model = MarianModel::load(Cpu, &dir)?;
+    let model = MarianModel::load(backend, &dir)?;
     // vocab.json ids must fit the model's vocabulary (error names both files).
     tokenizer.check_compatible(model.config().vocab_size)?;
     let mut gen = GenerationConfig::from_model_dir(&dir, model.config())?;
@@ -173,15 +260,15 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// Everything needed to translate one window of lines.
-struct Translator<'a> {
+struct Translator<'a, B: Backend> {
     tokenizer: &'a MarianTokenizer,
-    model: &'a MarianModel<Cpu>,
+    model: &'a MarianModel<B>,
     gen: &'a GenerationConfig,
     prefix: Option<&'a str>,
     batch_size: usize,
 }
 
-impl Translator<'_> {
+impl<B: Backend> Translator<'_, B> {
     /// Translations of `lines`, in order; lines that fail on their own
     /// account get "" and an entry in `failures`.
     fn window(

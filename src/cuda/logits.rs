@@ -292,14 +292,116 @@ pub fn logits_step_into<T: DeviceElement>(
         vocab: i64_of(OP, "vocab", vocab)?,
         row_stride: i64_of(OP, "vocab", vocab)?,
         pad_id: pad_id.map_or(Ok(-1), |p| i64_of(OP, "pad_id", p))?,
+        token_mask: core::ptr::null(),
+        row_mask: core::ptr::null(),
         // k <= MAX_K = 32, checked above.
         k: k as i32,
+        mask_after_normalise: 0,
     };
     // SAFETY: `logits` is [rows, vocab] (row stride vocab), `bias` and
     // `log_probs` were checked against [vocab] / [rows, vocab], the top-k
     // buffers hold rows * k elements; all live on `device`; `log_probs` and
     // `out` are borrowed mutably, so no output aliases an input or another
     // output; all outlive the kernel (later uses go through the same stream).
+    unsafe { launch(&device, T::DTYPE, params) }
+}
+
+/// The masks of [`log_softmax_topk_into`], as device byte masks (nonzero =
+/// the id is masked).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogitsMasks<'a> {
+    /// `[vocab]`: ids masked in every row (pad, single-token bad words).
+    pub every_row: Option<&'a DeviceTensor<u8>>,
+    /// `[rows, vocab]`: ids masked in one row (min_length's EOS ban,
+    /// multi-token bad words, every id but the forced one at the forced-EOS
+    /// step).
+    pub per_row: Option<&'a DeviceTensor<u8>>,
+}
+
+/// The model's logits step ([`crate::model::Backend::log_softmax_topk`]'s
+/// semantics, Hugging Face `generate`'s order) on the device: per row of
+/// `logits` `[.., vocab]` (every leading dimension counts as rows), the
+/// log-softmax over the raw row in f32, then the masked ids at `-inf`
+/// (no renormalisation), and the `k` best ids by masked raw logit into
+/// `out` (`k` is `out`'s; ties to the lower id; NaN above every number).
+/// A NaN or `+inf` anywhere in a row makes its log-probabilities NaN.
+/// Nothing waits for the stream.
+///
+/// # Errors
+/// [`Error::Shape`] for a rank-0 `logits`, masks that are not `[vocab]` /
+/// `[rows, vocab]` or `out` of another row count; [`Error::InvalidArgument`]
+/// for `k` outside `1..=min(vocab, MAX_K)`, `vocab` past `int32` or operands
+/// on different devices; [`Error::Cuda`] on launch failure.
+pub fn log_softmax_topk_into<T: DeviceElement>(
+    logits: &DeviceTensor<T>,
+    masks: LogitsMasks<'_>,
+    out: &mut TopKBuffers,
+) -> Result<()> {
+    const OP: &str = "log_softmax_topk";
+    let device = logits.device().clone();
+    let Some(&vocab) = logits.shape().last() else {
+        return Err(Error::shape(OP, "logits [.., vocab]", "logits []"));
+    };
+    if vocab == 0 || i32::try_from(vocab).is_err() {
+        return Err(Error::invalid(
+            OP,
+            format!("vocab = {vocab} must be in 1..=i32::MAX"),
+        ));
+    }
+    let rows = logits.numel() / vocab;
+    let k = out.k;
+    if k == 0 || k > MAX_K || k > vocab {
+        return Err(Error::invalid(
+            OP,
+            format!(
+                "k = {k} must be in 1..={} (vocab {vocab})",
+                MAX_K.min(vocab)
+            ),
+        ));
+    }
+    if out.rows != rows {
+        return Err(Error::shape(
+            OP,
+            format!("top-k buffers [{rows}, {k}]"),
+            format!("top-k buffers [{}, {k}]", out.rows),
+        ));
+    }
+    same_device(OP, "top-k buffers", &device, &out.log_probs)?;
+    if let Some(m) = masks.every_row {
+        shape_is(OP, "every-row mask", m, &[vocab])?;
+        same_device(OP, "every-row mask", &device, m)?;
+    }
+    if let Some(m) = masks.per_row {
+        shape_is(OP, "per-row mask", m, &[rows, vocab])?;
+        same_device(OP, "per-row mask", &device, m)?;
+    }
+    if rows == 0 {
+        return Ok(());
+    }
+    let params = LogitsParams {
+        logits: logits.device_ptr() as *const core::ffi::c_void,
+        bias: core::ptr::null(),
+        log_probs: core::ptr::null_mut(),
+        topk_ids: out.ids.device_ptr_mut() as *mut i32,
+        topk_log_probs: out.log_probs.device_ptr_mut() as *mut f32,
+        rows: i64_of(OP, "rows", rows)?,
+        vocab: i64_of(OP, "vocab", vocab)?,
+        row_stride: i64_of(OP, "vocab", vocab)?,
+        pad_id: -1,
+        token_mask: masks
+            .every_row
+            .map_or(core::ptr::null(), |m| m.device_ptr() as *const u8),
+        row_mask: masks
+            .per_row
+            .map_or(core::ptr::null(), |m| m.device_ptr() as *const u8),
+        // k <= MAX_K = 32, checked above.
+        k: k as i32,
+        mask_after_normalise: 1,
+    };
+    // SAFETY: `logits` holds rows * vocab elements (row stride vocab), the
+    // masks were checked against [vocab] / [rows, vocab], the top-k buffers
+    // hold rows * k elements; all live on `device`; `out` is borrowed
+    // mutably, so it aliases no input; later uses go through the same stream.
     unsafe { launch(&device, T::DTYPE, params) }
 }
 
@@ -315,7 +417,9 @@ pub fn logits_step_into<T: DeviceElement>(
 /// # Safety
 /// `p.logits` must point to rows of `p.vocab` elements of `dtype` at a
 /// stride of `p.row_stride`, `p.bias` (unless null) to `p.vocab`,
-/// `p.log_probs` (unless null) to `p.rows * p.vocab` f32, `p.topk_ids` and
+/// `p.log_probs` (unless null) to `p.rows * p.vocab` f32, `p.token_mask`
+/// (unless null) to `p.vocab` bytes, `p.row_mask` (unless null) to
+/// `p.rows * p.vocab` bytes, `p.topk_ids` and
 /// `p.topk_log_probs` to `p.rows * p.k` values, all in `device`'s context,
 /// outputs not overlapping inputs or each other, valid until the stream
 /// has run the kernel.

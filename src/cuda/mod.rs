@@ -38,11 +38,13 @@
 //! BENCHMARKS.md.
 
 pub mod attention;
+pub mod backend;
 pub mod bias_activation;
 pub(crate) mod check;
 pub mod convert;
 pub mod device;
 pub mod embedding;
+pub mod gather_rows;
 pub mod kernels;
 pub mod layer_norm;
 pub mod linear;
@@ -53,6 +55,7 @@ pub mod runtime;
 pub mod tensor;
 pub mod workspace;
 
+pub use backend::CudaBackend;
 pub use device::{device_count, driver_available, test_device, Device};
 pub use runtime::{KernelRef, RuntimeKind};
 pub use tensor::{DeviceElement, DevicePod, DeviceTensor};

@@ -496,3 +496,55 @@ fn ffn<T>(take: &mut impl FnMut(&str) -> Result<T>, p: &str) -> Result<FfnWeight
         ),
     })
 }
+
+/// The storage dtype of a safetensors checkpoint, read from its header only
+/// (the first `8 + header length` bytes, safetensors format: a little-endian
+/// u64 length, then a JSON object of `name: {dtype, shape, data_offsets}`):
+/// the dtype of `model.shared.weight` when present, else of the first
+/// tensor by name. Used to choose a device backend's storage dtype before
+/// the weights are loaded.
+///
+/// Errors: [`Error::Io`] if the file cannot be read; [`Error::Checkpoint`]
+/// for a truncated or malformed header, no tensor, or a dtype other than
+/// F32, F16 or BF16.
+pub fn checkpoint_dtype(path: &Path) -> Result<DType> {
+    use std::io::Read;
+    /// Headers past this are not a Marian checkpoint's (a few KB each).
+    const MAX_HEADER: u64 = 100 << 20;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)
+        .map_err(|e| Error::checkpoint(path, format!("no safetensors header: {e}")))?;
+    let n = u64::from_le_bytes(len);
+    if n == 0 || n > MAX_HEADER {
+        return Err(Error::checkpoint(
+            path,
+            format!("safetensors header length {n} is not in 1..={MAX_HEADER}"),
+        ));
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header)
+        .map_err(|e| Error::checkpoint(path, format!("truncated safetensors header: {e}")))?;
+    let json: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|e| Error::checkpoint(path, format!("safetensors header is not JSON: {e}")))?;
+    let obj = json
+        .as_object()
+        .ok_or_else(|| Error::checkpoint(path, "safetensors header is not a JSON object"))?;
+    let entry = obj
+        .get("model.shared.weight")
+        .or_else(|| {
+            obj.iter()
+                .find(|(k, _)| k.as_str() != "__metadata__")
+                .map(|(_, v)| v)
+        })
+        .ok_or_else(|| Error::checkpoint(path, "the checkpoint holds no tensor"))?;
+    match entry.get("dtype").and_then(serde_json::Value::as_str) {
+        Some("F32") => Ok(DType::F32),
+        Some("F16") => Ok(DType::F16),
+        Some("BF16") => Ok(DType::BF16),
+        other => Err(Error::checkpoint(
+            path,
+            format!("tensor dtype {other:?} (expected F32, F16 or BF16)"),
+        )),
+    }
+}

@@ -26,6 +26,7 @@ pub mod attention;
 pub mod bias_activation;
 pub mod convert;
 pub mod embedding;
+pub mod gather_rows;
 pub mod layer_norm;
 pub mod linear;
 pub mod logits;
@@ -234,6 +235,7 @@ pub static REGISTRY: &[Op] = &[
     bias_activation::OP,
     linear::OP,
     attention::OP,
+    gather_rows::OP,
 ];
 
 /// The op named `name` (as in [`Op::name`]).

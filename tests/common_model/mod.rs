@@ -15,9 +15,13 @@ use transformer_kernels::model::ModelConfig;
 /// The parsed `expected.json.gz` of a fixture model directory (gzipped to
 /// keep tests/fixtures small; written by scripts/make_fixtures.py).
 pub fn read_expected(dir: &Path) -> serde_json::Value {
+    read_gz_json(&dir.join("expected.json.gz"))
+}
+
+/// A gzipped JSON file (the fixtures' format).
+pub fn read_gz_json(path: &Path) -> serde_json::Value {
     use std::io::Read;
-    let path = dir.join("expected.json.gz");
-    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut text = String::new();
     flate2::read::GzDecoder::new(file)
         .read_to_string(&mut text)

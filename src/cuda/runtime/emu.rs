@@ -258,10 +258,11 @@ impl Runtime for EmuRuntime {
         // SAFETY: `layout` has a non-zero size.
         let base = unsafe { std::alloc::alloc(layout) };
         if base.is_null() {
-            return Err(Error::invalid(
-                "emulator alloc",
-                format!("out of host memory allocating {bytes} bytes"),
-            ));
+            return Err(Error::OutOfMemory {
+                device: "the emulator (host memory)".into(),
+                bytes,
+                hint: String::new(),
+            });
         }
         // SAFETY: `base` points to `total` writable bytes.
         unsafe {

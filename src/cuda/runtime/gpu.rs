@@ -142,10 +142,17 @@ impl Runtime for GpuRuntime {
 
     fn alloc_zeroed(&self, bytes: usize) -> Result<Allocation> {
         let bytes = bytes.max(1);
-        let slice: CudaSlice<u8> = self
-            .stream
-            .alloc_zeros(bytes)
-            .map_err(driver("alloc_zeros"))?;
+        let slice: CudaSlice<u8> = self.stream.alloc_zeros(bytes).map_err(|e| {
+            if e.0 == cudarc::driver::sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY {
+                Error::OutOfMemory {
+                    device: self.name.clone(),
+                    bytes,
+                    hint: String::new(),
+                }
+            } else {
+                driver("alloc_zeros")(e)
+            }
+        })?;
         let ptr = {
             // Event tracking is off (see `open`): the guard records nothing.
             let (ptr, _sync) = slice.device_ptr(&self.stream);

@@ -1,0 +1,414 @@
+//! [`CudaBackend`]: the model's [`Backend`] on a [`Device`] (a GPU, or
+//! unchanged on the SIMT emulator), built from this crate's kernels.
+//!
+//! Every tensor is a [`DeviceTensor<T>`] of the one storage dtype `T` the
+//! backend was made for (`f32`, `f16` or `bf16`: the CLI's `--dtype`);
+//! weights are rounded to `T` once, at upload (round to nearest even, as
+//! `half` does). Arithmetic inside every kernel is f32.
+//!
+//! What each operation runs:
+//! - `embedding`: `embedding.cu` (token gather · scale + sinusoidal positions);
+//! - `linear`: `linear.cu` with bias and activation fused in the epilogue
+//!   (the FFN's fc1 activation and the logits' `final_logits_bias` never
+//!   take a separate pass);
+//! - `attention`: `attention.cu`, reading the KV cache and the encoder
+//!   memory in place (`k_len` of the cache's capacity), key padding from a
+//!   device `[rows]` int32 buffer made once per batch;
+//! - `layer_norm`: `layer_norm.cu`, residual add fused;
+//! - `log_softmax_topk`: `logits.cu` in Hugging Face order (log-softmax of
+//!   the raw row, then the search's masks as device byte masks), so only
+//!   `[rows, k]` ids and log-probabilities reach the host per step; k above
+//!   [`logits::MAX_K`] (beam search past 16 beams) falls back to the CPU
+//!   reference on the downloaded row block (correct, slow, documented);
+//! - `kv_write` / `kv_gather`: `gather_rows.cu`, copying only valid positions.
+//!
+//! Scratch that outlives one call (split-K / split-KV partial sums, the
+//! every-row token mask, the top-k buffers) is kept in the backend and
+//! reused, so a decode step allocates only its activations.
+//!
+//! Run status: executed on the SIMT emulator (`tests/cuda_model.rs`: token
+//! parity with the CPU reference on the fixture models); not run on a GPU.
+
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use super::attention::{self, AttentionDims, AttentionMask, HeadView};
+use super::device::Device;
+use super::embedding;
+use super::gather_rows::{self, PositionRange};
+use super::layer_norm;
+use super::linear::{self, Epilogue};
+use super::logits::{self, LogitsMasks, TopKBuffers};
+use super::numerics::{to_storage, widen};
+use super::tensor::{DeviceElement, DeviceTensor};
+use super::workspace::Workspace;
+use crate::activation::Activation;
+use crate::cpu;
+use crate::dtype::DType;
+use crate::error::{fmt_shape, Error, Result};
+use crate::model::backend::{AttnMask, Backend, TokenMask, TopK};
+
+/// The model's operations on a CUDA device in storage dtype `T`.
+pub struct CudaBackend<T: DeviceElement> {
+    device: Arc<Device>,
+    scratch: RefCell<Scratch>,
+    _dtype: PhantomData<T>,
+}
+
+/// Device buffers reused across calls.
+#[derive(Default)]
+struct Scratch {
+    /// Split-K (linear) and split-KV (attention) partial sums.
+    workspace: Workspace,
+    /// The last every-row mask uploaded, by its ids and vocabulary.
+    every_row: Option<(Vec<u32>, usize, DeviceTensor<u8>)>,
+    /// The last top-k buffers, reused while `(rows, k)` stays.
+    topk: Option<TopKBuffers>,
+}
+
+impl<T: DeviceElement> std::fmt::Debug for CudaBackend<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CudaBackend<{}>({:?})", T::NAME, self.device)
+    }
+}
+
+impl<T: DeviceElement> CudaBackend<T> {
+    /// A backend on `device` (a GPU from [`Device::open`] or the emulator
+    /// from [`Device::emulator`]).
+    pub fn new(device: Arc<Device>) -> Self {
+        CudaBackend {
+            device,
+            scratch: RefCell::new(Scratch::default()),
+            _dtype: PhantomData,
+        }
+    }
+
+    /// The device the backend runs on.
+    pub fn device(&self) -> &Arc<Device> {
+        &self.device
+    }
+
+    /// The storage dtype of every tensor.
+    pub fn dtype(&self) -> DType {
+        T::DTYPE
+    }
+
+    /// The every-row mask of `ids` over `vocab` on the device, uploaded
+    /// only when it differs from the last one (it is the same every step).
+    fn every_row_mask<'s>(
+        scratch: &'s mut Scratch,
+        device: &Arc<Device>,
+        ids: &[u32],
+        vocab: usize,
+    ) -> Result<&'s DeviceTensor<u8>> {
+        let same = scratch
+            .every_row
+            .as_ref()
+            .is_some_and(|(cached, v, _)| cached == ids && *v == vocab);
+        if !same {
+            let mut bytes = vec![0u8; vocab];
+            for &id in ids {
+                bytes[id as usize] = 1;
+            }
+            let t = DeviceTensor::from_host(device, &bytes, &[vocab])?;
+            scratch.every_row = Some((ids.to_vec(), vocab, t));
+        }
+        match &scratch.every_row {
+            Some((_, _, t)) => Ok(t),
+            None => Err(Error::invalid("log_softmax_topk", "mask cache vanished")),
+        }
+    }
+}
+
+/// `Error::InvalidArgument` for an id of `list` at or past `vocab`.
+fn check_ids(list: &[u32], vocab: usize, what: &str) -> Result<()> {
+    match list.iter().find(|&&id| id as usize >= vocab) {
+        None => Ok(()),
+        Some(id) => Err(Error::invalid(
+            "log_softmax_topk",
+            format!("{what}: token id {id} >= vocab {vocab}"),
+        )),
+    }
+}
+
+/// `(rows, seq, width)` of a 3-D tensor.
+fn dims3<T: DeviceElement>(op: &'static str, t: &DeviceTensor<T>) -> Result<(usize, usize, usize)> {
+    match *t.shape() {
+        [r, s, w] => Ok((r, s, w)),
+        _ => Err(Error::shape(op, "[rows, seq, width]", fmt_shape(t.shape()))),
+    }
+}
+
+/// The dense `[rows, vocab]` byte mask of a step whose rows differ (per-row
+/// ids or an "only these ids" row); the every-row ids are folded in for
+/// every row without an `only` list, which overrides them.
+fn dense_row_mask(mask: &TokenMask, rows: usize, vocab: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; rows * vocab];
+    for (r, row) in bytes.chunks_exact_mut(vocab).enumerate() {
+        match mask.row_only(r) {
+            Some(keep) => {
+                row.fill(1);
+                for &id in keep {
+                    row[id as usize] = 0;
+                }
+            }
+            None => {
+                for &id in mask.every_row.iter().chain(mask.row_masked(r)) {
+                    row[id as usize] = 1;
+                }
+            }
+        }
+    }
+    bytes
+}
+
+impl<T: DeviceElement> Backend for CudaBackend<T> {
+    type Tensor = DeviceTensor<T>;
+    /// Key lengths as the attention kernels read them: `[rows]` int32.
+    type Lengths = DeviceTensor<i32>;
+
+    fn name(&self) -> &'static str {
+        "cuda"
+    }
+
+    /// Stores `T` whatever `dtype` says: the backend's dtype is the user's
+    /// choice (`--dtype`), and every op runs in it.
+    fn upload(&self, data: Vec<f32>, shape: &[usize], _dtype: DType) -> Result<DeviceTensor<T>> {
+        DeviceTensor::from_host(&self.device, &to_storage::<T>(&data), shape)
+    }
+
+    fn download(&self, t: &DeviceTensor<T>) -> Result<Vec<f32>> {
+        Ok(widen(&t.to_host()?))
+    }
+
+    fn shape<'t>(&self, t: &'t DeviceTensor<T>) -> &'t [usize] {
+        t.shape()
+    }
+
+    fn key_lengths(&self, lengths: &[usize]) -> Result<DeviceTensor<i32>> {
+        let l: Vec<i32> = lengths
+            .iter()
+            .map(|&n| {
+                i32::try_from(n).map_err(|_| {
+                    Error::invalid("key_lengths", format!("length {n} does not fit int32"))
+                })
+            })
+            .collect::<Result<_>>()?;
+        DeviceTensor::from_host(&self.device, &l, &[l.len()])
+    }
+
+    fn embedding(
+        &self,
+        ids: &[u32],
+        rows: usize,
+        seq: usize,
+        table: &DeviceTensor<T>,
+        scale: f32,
+        start: usize,
+    ) -> Result<DeviceTensor<T>> {
+        embedding::embedding(ids, rows, seq, table, scale, start)
+    }
+
+    fn linear(
+        &self,
+        x: &DeviceTensor<T>,
+        w: &DeviceTensor<T>,
+        b: Option<&DeviceTensor<T>>,
+        act: Option<Activation>,
+    ) -> Result<DeviceTensor<T>> {
+        let epilogue = Epilogue {
+            bias: b,
+            activation: act,
+            residual: None,
+        };
+        let [n, k] = *w.shape() else {
+            return Err(Error::shape("linear", "w [n, k]", fmt_shape(w.shape())));
+        };
+        if x.shape().last() != Some(&k) {
+            return Err(Error::shape(
+                "linear",
+                format!("x [.., {k}]"),
+                fmt_shape(x.shape()),
+            ));
+        }
+        let m = x.numel() / k.max(1);
+        let mut shape = x.shape().to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = n;
+        }
+        let mut out = DeviceTensor::zeros(&self.device, &shape)?;
+        let plan = linear::plan(m, n, k, T::DTYPE, self.device.multiprocessor_count());
+        let mut scratch = self.scratch.borrow_mut();
+        linear::linear_into_with(x, w, epilogue, &mut out, plan, &mut scratch.workspace)?;
+        Ok(out)
+    }
+
+    fn attention(
+        &self,
+        q: &DeviceTensor<T>,
+        k: &DeviceTensor<T>,
+        v: &DeviceTensor<T>,
+        k_len: usize,
+        heads: usize,
+        scale: f32,
+        mask: AttnMask<'_, DeviceTensor<i32>>,
+    ) -> Result<DeviceTensor<T>> {
+        let (_, _, d) = dims3("attention", q)?;
+        if heads == 0 || d % heads != 0 {
+            return Err(Error::invalid(
+                "attention",
+                format!("d_model {d} not divisible by heads {heads}"),
+            ));
+        }
+        let dims = AttentionDims {
+            heads,
+            head_dim: d / heads,
+            k_len,
+        };
+        let m = AttentionMask {
+            key_lengths: mask.key_lengths,
+            causal: mask.causal,
+        };
+        let mut out = DeviceTensor::zeros(&self.device, q.shape())?;
+        let mut scratch = self.scratch.borrow_mut();
+        attention::attention_into(
+            HeadView::whole(q),
+            HeadView::whole(k),
+            HeadView::whole(v),
+            dims,
+            scale,
+            m,
+            &mut out,
+            None,
+            Some(&mut scratch.workspace),
+        )?;
+        Ok(out)
+    }
+
+    fn layer_norm(
+        &self,
+        x: &DeviceTensor<T>,
+        residual: Option<&DeviceTensor<T>>,
+        gamma: &DeviceTensor<T>,
+        beta: &DeviceTensor<T>,
+        eps: f32,
+    ) -> Result<DeviceTensor<T>> {
+        layer_norm::layer_norm(x, residual, gamma, beta, eps)
+    }
+
+    fn log_softmax_topk(
+        &self,
+        logits_t: &DeviceTensor<T>,
+        mask: &TokenMask,
+        k: usize,
+    ) -> Result<TopK> {
+        const OP: &str = "log_softmax_topk";
+        let Some(&vocab) = logits_t.shape().last() else {
+            return Err(Error::shape(OP, "logits [.., vocab]", "logits []"));
+        };
+        let rows = logits_t.numel().checked_div(vocab).unwrap_or(0);
+        if vocab == 0 || k == 0 || k > vocab {
+            return Err(Error::invalid(
+                OP,
+                format!("k = {k} must be in 1..=vocab ({vocab})"),
+            ));
+        }
+        for (what, n) in [("per_row", mask.per_row.len()), ("only", mask.only.len())] {
+            if n != 0 && n != rows {
+                return Err(Error::shape(
+                    OP,
+                    format!("mask.{what} [0] or [{rows}]"),
+                    format!("mask.{what} [{n}]"),
+                ));
+            }
+        }
+        check_ids(&mask.every_row, vocab, "mask.every_row")?;
+        for list in &mask.per_row {
+            check_ids(list, vocab, "mask.per_row")?;
+        }
+        for list in mask.only.iter().flatten() {
+            check_ids(list, vocab, "mask.only")?;
+        }
+        if k > logits::MAX_K {
+            // Wider than the kernel's compile-time top-k: the reference
+            // op on the downloaded rows (same semantics; beams > 16 only).
+            let host = self.download(logits_t)?;
+            return cpu::log_softmax_topk::log_softmax_topk(&host, rows, vocab, mask, k);
+        }
+        let mut scratch = self.scratch.borrow_mut();
+        let scratch = &mut *scratch;
+        let rows_differ =
+            mask.per_row.iter().any(|l| !l.is_empty()) || mask.only.iter().any(Option::is_some);
+        let per_row = if rows_differ {
+            let bytes = dense_row_mask(mask, rows, vocab);
+            Some(DeviceTensor::from_host(
+                &self.device,
+                &bytes,
+                &[rows, vocab],
+            )?)
+        } else {
+            None
+        };
+        let mut out = match scratch.topk.take() {
+            Some(b) if b.shape() == (rows, k) => b,
+            _ => TopKBuffers::new(&self.device, rows, k)?,
+        };
+        let every_row = if per_row.is_none() && !mask.every_row.is_empty() {
+            Some(Self::every_row_mask(
+                scratch,
+                &self.device,
+                &mask.every_row,
+                vocab,
+            )?)
+        } else {
+            None
+        };
+        let masks = LogitsMasks {
+            every_row,
+            per_row: per_row.as_ref(),
+        };
+        logits::log_softmax_topk_into(logits_t, masks, &mut out)?;
+        let top = out.to_host()?;
+        scratch.topk = Some(out);
+        Ok(TopK {
+            rows: top.rows,
+            k: top.k,
+            ids: top.ids,
+            log_probs: top.log_probs,
+        })
+    }
+
+    fn kv_alloc(&self, rows: usize, cap: usize, width: usize) -> Result<DeviceTensor<T>> {
+        DeviceTensor::zeros(&self.device, &[rows, cap, width])
+    }
+
+    fn kv_write(
+        &self,
+        cache: &mut DeviceTensor<T>,
+        new: &DeviceTensor<T>,
+        at: usize,
+    ) -> Result<()> {
+        let (_, t, _) = dims3("kv_write", new)?;
+        gather_rows::gather_rows_into(
+            new,
+            None,
+            PositionRange {
+                src_at: 0,
+                dst_at: at,
+                len: t,
+            },
+            cache,
+        )
+    }
+
+    fn kv_gather(
+        &self,
+        cache: &DeviceTensor<T>,
+        rows: &[usize],
+        len: usize,
+        cap: usize,
+    ) -> Result<DeviceTensor<T>> {
+        gather_rows::gather_rows(cache, rows, len, cap)
+    }
+}

@@ -1,0 +1,282 @@
+//! Row gather on the device (`kernels/gather_rows.cu`): positions of
+//! `[rows, positions, width]` tensors copied between rows, with an optional
+//! row map. The model's KV cache makes every device copy through it:
+//! writing a step's keys into the cache, reordering beams by their
+//! surviving indices, dropping finished sentences, expanding the encoder
+//! memory per beam, growing the capacity. Only the positions asked for are
+//! copied, never a whole capacity.
+//!
+//! Reference: the CPU backend's `kv_write` / `kv_gather` (the model tests
+//! compare the whole model; `tests/cuda_gather_rows.rs` compares this op
+//! against a host copy).
+//!
+//! Run status: executed on the SIMT emulator; not run on a GPU.
+
+use super::check::{grid_for, i64_of, same_device};
+use super::device::Device;
+use super::params::GatherRowsParams;
+use super::runtime::{KernelRef, LaunchParams, LaunchShape};
+use super::tensor::{DeviceElement, DeviceTensor};
+use crate::error::fmt_shape;
+use crate::{Error, Result};
+
+/// The module: `kernels/gather_rows.cu`.
+pub const MODULE: &str = "gather_rows";
+
+const OP: &str = "gather_rows";
+
+/// Threads per block; matches `kThreads` in gather_rows.cu.
+const THREADS: usize = 256;
+
+/// Blocks along a row at most (the kernel's grid-stride loop covers longer rows).
+const MAX_BLOCKS_X: usize = 4096;
+
+/// Rows per launch in grid.y at most (the kernel loops over the rest).
+const MAX_BLOCKS_Y: usize = 65_535;
+
+/// The symbol copying `unit_bytes`-byte units (16, 4 or 2), if any.
+pub const fn kernel(unit_bytes: usize) -> Option<KernelRef> {
+    let symbol = match unit_bytes {
+        16 => "gather_rows_b16",
+        4 => "gather_rows_b4",
+        2 => "gather_rows_b2",
+        _ => return None,
+    };
+    Some(KernelRef {
+        module: MODULE,
+        symbol,
+    })
+}
+
+/// Every kernel of this op (for the static checks against the fatbin).
+pub fn kernels() -> Vec<KernelRef> {
+    [16, 4, 2].into_iter().filter_map(kernel).collect()
+}
+
+// SAFETY: GatherRowsParams is a `#[repr(C)]` plain-old-data struct
+// generated from params.h, layout-checked by bindgen; the kernel takes it
+// by value.
+unsafe impl LaunchParams for GatherRowsParams {}
+
+/// `(rows, positions, width)` of a 3-D tensor.
+fn dims3<T: DeviceElement>(name: &str, t: &DeviceTensor<T>) -> Result<(usize, usize, usize)> {
+    match *t.shape() {
+        [r, p, w] => Ok((r, p, w)),
+        _ => Err(Error::shape(
+            OP,
+            format!("{name} [rows, positions, width]"),
+            format!("{name} {}", fmt_shape(t.shape())),
+        )),
+    }
+}
+
+/// Which positions [`gather_rows_into`] copies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PositionRange {
+    /// First position read in each source row.
+    pub src_at: usize,
+    /// First position written in each destination row.
+    pub dst_at: usize,
+    /// Positions copied per row.
+    pub len: usize,
+}
+
+/// `dst[r, dst_at .. dst_at + len, :] = src[map(r), src_at .. src_at + len, :]`
+/// for every destination row `r`, where `map(r)` is `src_rows[r]`, or `r`
+/// when `src_rows` is `None`. Other positions of `dst` are left as they are.
+///
+/// - `src`: `[src_rows, src_positions, width]`; `dst`:
+///   `[dst_rows, dst_positions, width]` (any storage dtype, the same on both);
+/// - `src_rows`: `[dst_rows]` indices `< src_rows` (host; uploaded for the
+///   launch), or `None` when both tensors have the same rows.
+///
+/// # Errors
+/// [`Error::Shape`] for non-3-D tensors, different widths, a range past
+/// either tensor's positions, a row map of the wrong length, or different
+/// row counts without a map; [`Error::InvalidArgument`] for a row index
+/// past `src`'s rows or tensors on different devices; [`Error::Cuda`] on
+/// allocation, copy or launch failure.
+pub fn gather_rows_into<T: DeviceElement>(
+    src: &DeviceTensor<T>,
+    src_rows: Option<&[usize]>,
+    range: PositionRange,
+    dst: &mut DeviceTensor<T>,
+) -> Result<()> {
+    let device = src.device().clone();
+    same_device(OP, "dst", &device, dst)?;
+    let (s_rows, s_pos, width) = dims3("src", src)?;
+    let (d_rows, d_pos, d_width) = dims3("dst", dst)?;
+    if d_width != width {
+        return Err(Error::shape(
+            OP,
+            format!("dst [.., .., {width}] (src's width)"),
+            format!("dst {}", fmt_shape(dst.shape())),
+        ));
+    }
+    let PositionRange {
+        src_at,
+        dst_at,
+        len,
+    } = range;
+    let fits = |at: usize, pos: usize| at.checked_add(len).is_some_and(|end| end <= pos);
+    if !fits(src_at, s_pos) || !fits(dst_at, d_pos) {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "positions {src_at}+{len} <= {s_pos} (src) and {dst_at}+{len} <= {d_pos} (dst)"
+            ),
+            format!(
+                "src {}, dst {}",
+                fmt_shape(src.shape()),
+                fmt_shape(dst.shape())
+            ),
+        ));
+    }
+    let map: Option<Vec<i32>> = match src_rows {
+        None if s_rows != d_rows => {
+            return Err(Error::shape(
+                OP,
+                format!("dst with src's {s_rows} rows (no row map)"),
+                format!("dst {}", fmt_shape(dst.shape())),
+            ))
+        }
+        None => None,
+        Some(rows) if rows.len() != d_rows => {
+            return Err(Error::shape(
+                OP,
+                format!("row map [{d_rows}] (dst's rows)"),
+                format!("row map [{}]", rows.len()),
+            ))
+        }
+        Some(rows) => Some(
+            rows.iter()
+                .map(|&r| {
+                    i32::try_from(r)
+                        .ok()
+                        .filter(|_| r < s_rows)
+                        .ok_or_else(|| Error::invalid(OP, format!("row {r} >= src rows {s_rows}")))
+                })
+                .collect::<Result<_>>()?,
+        ),
+    };
+    if d_rows == 0 || len == 0 || width == 0 {
+        return Ok(());
+    }
+    let map_dev = match &map {
+        Some(m) => Some(DeviceTensor::from_host(&device, m, &[m.len()])?),
+        None => None,
+    };
+    let elem = std::mem::size_of::<T>();
+    // Byte offsets and extents; none overflows: each is within a live
+    // allocation of the tensor it describes.
+    let src_off = src_at * width * elem;
+    let dst_off = dst_at * width * elem;
+    let row_bytes = len * width * elem;
+    let src_stride = s_pos * width * elem;
+    let dst_stride = d_pos * width * elem;
+    let src_ptr = src.device_ptr() + src_off as u64;
+    let dst_ptr = dst.device_ptr_mut() + dst_off as u64;
+    let unit = unit_for(&[
+        src_ptr as usize,
+        dst_ptr as usize,
+        row_bytes,
+        src_stride,
+        dst_stride,
+    ]);
+    let params = GatherRowsParams {
+        src: src_ptr as *const core::ffi::c_void,
+        dst: dst_ptr as *mut core::ffi::c_void,
+        src_rows: map_dev
+            .as_ref()
+            .map_or(core::ptr::null(), |m| m.device_ptr() as *const i32),
+        rows: i64_of(OP, "rows", d_rows)?,
+        row_elems: i64_of(OP, "row units", row_bytes / unit)?,
+        src_row_stride: i64_of(OP, "src stride", src_stride / unit)?,
+        dst_row_stride: i64_of(OP, "dst stride", dst_stride / unit)?,
+    };
+    // SAFETY: the ranges were checked against both shapes: every source row
+    // index is < src rows, positions src_at + len <= src positions and
+    // dst_at + len <= dst positions, so each copied unit lies inside its
+    // tensor; the unit divides every address, stride and length; `dst` is
+    // borrowed mutably, so it does not overlap `src`; the row map lives
+    // until the launch is queued and its drop is ordered on the stream.
+    unsafe { launch(&device, unit, params) }
+}
+
+/// The widest unit (16, 4 or 2 bytes) dividing every value.
+fn unit_for(values: &[usize]) -> usize {
+    [16, 4, 2]
+        .into_iter()
+        .find(|u| values.iter().all(|v| v % u == 0))
+        .unwrap_or(1)
+}
+
+/// Launches the copy of `unit_bytes`-byte units with caller-built params on
+/// `device`'s stream (the raw API).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for a unit other than 16, 4 or 2 bytes or
+/// negative sizes; [`Error::Cuda`] on launch failure.
+///
+/// # Safety
+/// For every destination row `r < p.rows`: source row `s = p.src_rows[r]`
+/// (or `r`) starts at unit `s * p.src_row_stride` of `p.src` and
+/// destination row `r` at unit `r * p.dst_row_stride` of `p.dst`, each
+/// holding `p.row_elems` readable / writable units aligned to `unit_bytes`;
+/// `p.src_rows` (unless null) holds `p.rows` int32 values; the destination
+/// does not overlap the source; all stay valid until the stream has run the
+/// kernel.
+pub unsafe fn launch(device: &Device, unit_bytes: usize, p: GatherRowsParams) -> Result<()> {
+    let Some(kernel) = kernel(unit_bytes) else {
+        return Err(Error::invalid(
+            OP,
+            format!("unit of {unit_bytes} bytes (expected 16, 4 or 2)"),
+        ));
+    };
+    let rows = usize::try_from(p.rows)
+        .map_err(|_| Error::invalid(OP, format!("rows = {} is negative", p.rows)))?;
+    let units = usize::try_from(p.row_elems)
+        .map_err(|_| Error::invalid(OP, format!("row_elems = {} is negative", p.row_elems)))?;
+    if rows == 0 || units == 0 {
+        return Ok(());
+    }
+    let shape = LaunchShape {
+        grid: (
+            grid_for(units, THREADS).min(MAX_BLOCKS_X as u32),
+            rows.min(MAX_BLOCKS_Y) as u32,
+            1,
+        ),
+        block: (THREADS as u32, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    // SAFETY: the caller guarantees the pointers (see `# Safety`); the
+    // block size matches the kernel's __launch_bounds__.
+    unsafe { device.launch(kernel, shape, &p) }
+}
+
+/// A `[rows.len(), cap, width]` tensor whose row `r` holds positions
+/// `0..len` of `src` row `rows[r]` (zeros past `len`): the KV cache's
+/// reorder / drop / grow in one allocation and one launch.
+///
+/// # Errors
+/// As [`gather_rows_into`]; [`Error::Cuda`] when the allocation fails.
+pub fn gather_rows<T: DeviceElement>(
+    src: &DeviceTensor<T>,
+    rows: &[usize],
+    len: usize,
+    cap: usize,
+) -> Result<DeviceTensor<T>> {
+    let (_, _, width) = dims3("src", src)?;
+    let mut out = DeviceTensor::zeros(src.device(), &[rows.len(), cap, width])?;
+    gather_rows_into(
+        src,
+        Some(rows),
+        PositionRange {
+            src_at: 0,
+            dst_at: 0,
+            len,
+        },
+        &mut out,
+    )?;
+    Ok(out)
+}
