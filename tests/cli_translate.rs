@@ -315,11 +315,65 @@ fn missing_model_dir_and_bad_flags_are_clean_errors() {
     let dir = fixture_dir(MODELS[0]);
     for (flags, mention) in [
         (["--batch-size", "0"], "--batch-size"),
-        (["--device", "cuda"], "cuda"),
         (["--input", "/nonexistent/in.txt"], "/nonexistent/in.txt"),
+        (["--dtype", "f16"], "CPU reference computes in f32"),
     ] {
+        let mut flags = flags.to_vec();
+        if mention.contains("CPU") {
+            flags.extend(["--device", "cpu"]);
+        }
         let out = run_on_fixture(&dir, &flags, "A dog.");
         assert_clean_failure(&out, &[mention]);
+    }
+    // Without a GPU, --device cuda says why and what runs instead.
+    if transformer_kernels::cuda::test_device().is_err() {
+        let out = run_on_fixture(&dir, &["--device", "cuda"], "A dog.");
+        assert_clean_failure(&out, &["no CUDA device", "--device cpu", "--device emu"]);
+    }
+}
+
+/// `translate --device emu --dtype f32` (the CUDA backend, executed on the
+/// SIMT emulator) prints the CPU reference's output on every fixture model,
+/// greedy and beam 4, batched.
+#[test]
+fn emulated_cuda_backend_in_f32_translates_as_the_cpu() {
+    for name in MODELS {
+        let exp = expected(name);
+        let sources: Vec<&str> = exp["sentences"]
+            .as_array()
+            .expect("sentences")
+            .iter()
+            .map(|s| s["source_text"].as_str().expect("text"))
+            .collect();
+        let dir = fixture_dir(name);
+        let dir = dir.to_str().expect("utf-8 path");
+        for beam in ["1", "4"] {
+            let lines = |device: &str| {
+                let mut args = vec![
+                    "translate",
+                    "--model",
+                    dir,
+                    "--beam",
+                    beam,
+                    "--device",
+                    device,
+                ];
+                if device == "emu" {
+                    args.extend(["--dtype", "f32"]);
+                }
+                args.extend(&sources);
+                let out = run(&args, None);
+                assert!(
+                    out.status.success(),
+                    "{name} --device {device}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                stdout_lines(&out)
+            };
+            let cpu = lines("cpu");
+            assert_eq!(cpu.len(), sources.len());
+            assert_eq!(lines("emu"), cpu, "{name}: beam {beam}");
+        }
     }
 }
 
