@@ -1,17 +1,19 @@
 //! # transformer-kernels
 //!
-//! Hand-written CUDA kernels compiled at build time (today: residual +
-//! LayerNorm, embedding, logits, bias + activation, dtype conversion; fused
-//! attention and GEMM are planned), safe Rust wrappers around them, and a
-//! pure-Rust CPU reference of every op and of the whole encoder-decoder
-//! Transformer of "Attention Is All You Need" (Vaswani et al., 2017) as
-//! Marian / opus-mt checkpoints ship it in Hugging Face format.
+//! Hand-written CUDA kernels compiled at build time (tensor-core GEMM with a
+//! fused epilogue, fused attention, residual + LayerNorm, embedding, logits,
+//! bias + activation, dtype conversion, row gather), safe Rust wrappers
+//! around them, the whole encoder-decoder Transformer of "Attention Is All
+//! You Need" (Vaswani et al., 2017) assembled from them
+//! ([`cuda::CudaBackend`]), and a pure-Rust CPU reference of every op and
+//! of the whole model, as Marian / opus-mt checkpoints ship it in Hugging
+//! Face format.
 //!
 //! - [`activation`]: the FFN activations (config vocabulary, kernel ABI).
 //! - [`cpu`]: the reference ops, plain and obviously right; the oracle.
 //! - [`cuda`]: the launch seam ([`cuda::runtime`]: a GPU through cudarc, or
 //!   the SIMT emulator), [`cuda::Device`], [`cuda::DeviceTensor`], one
-//!   wrapper per kernel.
+//!   wrapper per kernel, and [`cuda::CudaBackend`], the model on a device.
 //! - [`ops`]: each op's check against the reference and its workload,
 //!   shared by tests, `verify`, `bench` and the criterion benches.
 //! - [`model`]: config, safetensors weights, the `Backend` trait, encoder,

@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use common_kernels::{assert_rows, device_or_skip};
 use proptest::prelude::*;
-use transformer_kernels::cuda::gather_rows::{gather_rows, gather_rows_into, PositionRange};
+use transformer_kernels::cuda::gather_rows::{
+    gather_columns_into, gather_rows, gather_rows_into, ColumnRange, PositionRange,
+};
 use transformer_kernels::cuda::numerics::SplitMix64;
 use transformer_kernels::cuda::{Device, DeviceElement, DeviceTensor};
 use transformer_kernels::ops::{self, gather_rows as op};
@@ -150,4 +152,113 @@ fn bad_arguments_are_errors() {
     assert!(gather_rows(&flat, &[0], 1, 1).is_err());
     // Overflowing ranges are shape errors, not panics.
     assert!(gather_rows_into(&src, None, r(usize::MAX, 0, 2), &mut dst).is_err());
+}
+
+/// One random column-block copy: columns `cols` of `src` `[sr, sp, sw]`
+/// into `dst` `[dr, dp, dw]` (pre-filled), compared with the host copy.
+#[allow(clippy::too_many_arguments)] // the copy's natural parameters
+fn one_column_copy<T: DeviceElement>(
+    dev: &Arc<Device>,
+    (sr, sp, sw, dp, dw): (usize, usize, usize, usize, usize),
+    range: PositionRange,
+    cols: ColumnRange,
+    map: Option<Vec<usize>>,
+    seed: u64,
+) {
+    let dr = map.as_ref().map_or(sr, Vec::len);
+    let mut rng = SplitMix64::new(seed);
+    let src: Vec<T> = (0..sr * sp * sw)
+        .map(|_| T::from_f32(rng.uniform(-8.0, 8.0)))
+        .collect();
+    let dst0: Vec<T> = (0..dr * dp * dw)
+        .map(|_| T::from_f32(rng.uniform(-8.0, 8.0)))
+        .collect();
+    let s = DeviceTensor::from_host(dev, &src, &[sr, sp, sw]).unwrap();
+    let mut d = DeviceTensor::from_host(dev, &dst0, &[dr, dp, dw]).unwrap();
+    gather_columns_into(&s, map.as_deref(), range, cols, &mut d).unwrap();
+    let mut want = dst0;
+    for r in 0..dr {
+        let m = map.as_ref().map_or(r, |m| m[r]);
+        for p in 0..range.len {
+            let from = &src[(m * sp + range.src_at + p) * sw + cols.src..][..cols.width];
+            want[(r * dp + range.dst_at + p) * dw + cols.dst..][..cols.width].copy_from_slice(from);
+        }
+    }
+    let got = d.to_host().unwrap();
+    for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(
+            bytemuck::bytes_of(g),
+            bytemuck::bytes_of(e),
+            "{} index {i}: src [{sr},{sp},{sw}] dst [{dr},{dp},{dw}] {range:?} {cols:?} map {map:?}",
+            T::DTYPE
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn random_column_blocks_equal_the_host_copy(
+        sr in 1usize..6,
+        sp in 1usize..9,
+        dp in 1usize..9,
+        sw in 1usize..40,
+        dw in 1usize..40,
+        seed in any::<u64>(),
+        use_map in any::<bool>(),
+    ) {
+        let Some(dev) = device_or_skip("random_column_blocks") else { return Ok(()) };
+        let mut rng = SplitMix64::new(seed);
+        let len = rng.below(sp.min(dp) as u64 + 1) as usize;
+        let range = PositionRange {
+            src_at: rng.below((sp - len) as u64 + 1) as usize,
+            dst_at: rng.below((dp - len) as u64 + 1) as usize,
+            len,
+        };
+        let width = rng.below(sw.min(dw) as u64 + 1) as usize;
+        let cols = ColumnRange {
+            src: rng.below((sw - width) as u64 + 1) as usize,
+            dst: rng.below((dw - width) as u64 + 1) as usize,
+            width,
+        };
+        let map = use_map.then(|| (0..1 + rng.below(6) as usize).map(|_| rng.below(sr as u64) as usize).collect());
+        let dims = (sr, sp, sw, dp, dw);
+        one_column_copy::<f32>(&dev, dims, range, cols, map.clone(), seed);
+        one_column_copy::<half::f16>(&dev, dims, range, cols, map.clone(), seed);
+        one_column_copy::<half::bf16>(&dev, dims, range, cols, map, seed);
+    }
+}
+
+#[test]
+fn the_k_columns_of_a_fused_qkv_step_go_to_the_cache() {
+    let Some(dev) = device_or_skip("qkv_columns") else {
+        return;
+    };
+    // d = 64 in bf16: 128-byte column blocks, 16-byte units.
+    let r = PositionRange {
+        src_at: 0,
+        dst_at: 5,
+        len: 1,
+    };
+    let c = ColumnRange {
+        src: 64,
+        dst: 0,
+        width: 64,
+    };
+    one_column_copy::<half::bf16>(&dev, (4, 1, 192, 9, 64), r, c, None, 3);
+    // A teacher-forced pass: 7 positions at once.
+    let r = PositionRange {
+        src_at: 0,
+        dst_at: 0,
+        len: 7,
+    };
+    one_column_copy::<half::bf16>(&dev, (4, 7, 192, 9, 64), r, c, None, 4);
+    let bad = ColumnRange {
+        src: 150,
+        dst: 0,
+        width: 64,
+    };
+    let src = DeviceTensor::<f32>::zeros(&dev, &[1, 1, 192]).unwrap();
+    let mut dst = DeviceTensor::<f32>::zeros(&dev, &[1, 2, 64]).unwrap();
+    assert!(gather_columns_into(&src, None, r, bad, &mut dst).is_err());
 }

@@ -308,10 +308,40 @@ fn the_backend_reports_its_dtype_and_rejects_bad_input() {
             transformer_kernels::DType::F32,
         )
         .unwrap();
+    use transformer_kernels::model::Cols;
     assert!(
-        b.kv_write(&mut cache, &new, 2).is_err(),
+        b.kv_write(&mut cache, Cols::new(&new, 0, 3), 2).is_err(),
         "past the capacity"
     );
+    assert!(
+        b.kv_write(&mut cache, Cols::new(&new, 1, 3), 0).is_err(),
+        "a view past its tensor's columns"
+    );
+    assert!(
+        b.kv_write(&mut cache, Cols::new(&new, 0, 2), 0).is_err(),
+        "a view narrower than the cache"
+    );
+    b.kv_write(&mut cache, Cols::new(&new, 0, 3), 1).unwrap();
+    let q = b
+        .upload(
+            vec![0.5; 2 * 3 * 6],
+            &[2, 3, 6],
+            transformer_kernels::DType::F32,
+        )
+        .unwrap();
+    let mask = transformer_kernels::model::AttnMask::default();
+    let e = b
+        .attention(
+            Cols::new(&q, 0, 3),
+            Cols::new(&q, 4, 3),
+            Cols::new(&q, 3, 3),
+            3,
+            1,
+            1.0,
+            mask,
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("attention"), "{e}");
     assert!(
         b.kv_gather(&cache, &[0, 2], 1, 4).is_err(),
         "row past the cache"

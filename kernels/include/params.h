@@ -117,26 +117,34 @@ typedef struct LogitsParams {
 } LogitsParams;
 
 /**
- * gather_rows.cu: dst row r, elements [0, row_elems) = src row src_rows[r] (or r when
- * src_rows is NULL), elements [0, row_elems). The KV cache's write (new positions into
- * the cache), reorder (beam search's surviving rows), drop (finished sentences) and
- * growth are all this one copy with different strides.
+ * gather_rows.cu: for every destination row r and position p < positions, the
+ * row_elems units at dst + r * dst_row_stride + p * dst_pos_stride = those at
+ * src + s * src_row_stride + p * src_pos_stride, s = src_rows[r] (or r when
+ * src_rows is NULL). The KV cache's write (a step's k or v columns of the fused
+ * QKV output into the cache), reorder (beam search's surviving rows), drop
+ * (finished sentences) and growth are all this one copy with different strides.
  */
 typedef struct GatherRowsParams {
-    /** Device pointer: source rows, row i starting at element i * src_row_stride. */
+    /** Device pointer: the source's first unit. */
     const void *src;
-    /** Device pointer: destination rows, row r starting at element r * dst_row_stride; must not overlap src. */
+    /** Device pointer: the destination's first unit; must not overlap src. */
     void *dst;
     /** Device pointer: [rows] int32 source row of each destination row, or NULL for the identity. */
     const int32_t *src_rows;
     /** Destination rows, >= 0. */
     int64_t rows;
-    /** Elements copied per row, >= 0, <= both strides. */
+    /** Positions copied per row, >= 0. */
+    int64_t positions;
+    /** Units copied per position, >= 0. */
     int64_t row_elems;
-    /** Elements between consecutive source rows. */
+    /** Units between consecutive source rows. */
     int64_t src_row_stride;
-    /** Elements between consecutive destination rows. */
+    /** Units between consecutive positions of a source row. */
+    int64_t src_pos_stride;
+    /** Units between consecutive destination rows. */
     int64_t dst_row_stride;
+    /** Units between consecutive positions of a destination row. */
+    int64_t dst_pos_stride;
 } GatherRowsParams;
 
 /** Element-wise activation of bias_activation.cu (Hugging Face activation_function names). */

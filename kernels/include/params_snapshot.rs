@@ -174,28 +174,34 @@ const _: () = {
     ["Offset of field: LogitsParams::mask_after_normalise"]
         [::core::mem::offset_of!(LogitsParams, mask_after_normalise) - 92usize];
 };
-#[doc = " gather_rows.cu: dst row r, elements [0, row_elems) = src row src_rows[r] (or r when\n src_rows is NULL), elements [0, row_elems). The KV cache's write (new positions into\n the cache), reorder (beam search's surviving rows), drop (finished sentences) and\n growth are all this one copy with different strides."]
+#[doc = " gather_rows.cu: for every destination row r and position p < positions, the\n row_elems units at dst + r * dst_row_stride + p * dst_pos_stride = those at\n src + s * src_row_stride + p * src_pos_stride, s = src_rows[r] (or r when\n src_rows is NULL). The KV cache's write (a step's k or v columns of the fused\n QKV output into the cache), reorder (beam search's surviving rows), drop\n (finished sentences) and growth are all this one copy with different strides."]
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct GatherRowsParams {
-    #[doc = " Device pointer: source rows, row i starting at element i * src_row_stride."]
+    #[doc = " Device pointer: the source's first unit."]
     pub src: *const ::core::ffi::c_void,
-    #[doc = " Device pointer: destination rows, row r starting at element r * dst_row_stride; must not overlap src."]
+    #[doc = " Device pointer: the destination's first unit; must not overlap src."]
     pub dst: *mut ::core::ffi::c_void,
     #[doc = " Device pointer: [rows] int32 source row of each destination row, or NULL for the identity."]
     pub src_rows: *const i32,
     #[doc = " Destination rows, >= 0."]
     pub rows: i64,
-    #[doc = " Elements copied per row, >= 0, <= both strides."]
+    #[doc = " Positions copied per row, >= 0."]
+    pub positions: i64,
+    #[doc = " Units copied per position, >= 0."]
     pub row_elems: i64,
-    #[doc = " Elements between consecutive source rows."]
+    #[doc = " Units between consecutive source rows."]
     pub src_row_stride: i64,
-    #[doc = " Elements between consecutive destination rows."]
+    #[doc = " Units between consecutive positions of a source row."]
+    pub src_pos_stride: i64,
+    #[doc = " Units between consecutive destination rows."]
     pub dst_row_stride: i64,
+    #[doc = " Units between consecutive positions of a destination row."]
+    pub dst_pos_stride: i64,
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of GatherRowsParams"][::core::mem::size_of::<GatherRowsParams>() - 56usize];
+    ["Size of GatherRowsParams"][::core::mem::size_of::<GatherRowsParams>() - 80usize];
     ["Alignment of GatherRowsParams"][::core::mem::align_of::<GatherRowsParams>() - 8usize];
     ["Offset of field: GatherRowsParams::src"]
         [::core::mem::offset_of!(GatherRowsParams, src) - 0usize];
@@ -205,12 +211,18 @@ const _: () = {
         [::core::mem::offset_of!(GatherRowsParams, src_rows) - 16usize];
     ["Offset of field: GatherRowsParams::rows"]
         [::core::mem::offset_of!(GatherRowsParams, rows) - 24usize];
+    ["Offset of field: GatherRowsParams::positions"]
+        [::core::mem::offset_of!(GatherRowsParams, positions) - 32usize];
     ["Offset of field: GatherRowsParams::row_elems"]
-        [::core::mem::offset_of!(GatherRowsParams, row_elems) - 32usize];
+        [::core::mem::offset_of!(GatherRowsParams, row_elems) - 40usize];
     ["Offset of field: GatherRowsParams::src_row_stride"]
-        [::core::mem::offset_of!(GatherRowsParams, src_row_stride) - 40usize];
+        [::core::mem::offset_of!(GatherRowsParams, src_row_stride) - 48usize];
+    ["Offset of field: GatherRowsParams::src_pos_stride"]
+        [::core::mem::offset_of!(GatherRowsParams, src_pos_stride) - 56usize];
     ["Offset of field: GatherRowsParams::dst_row_stride"]
-        [::core::mem::offset_of!(GatherRowsParams, dst_row_stride) - 48usize];
+        [::core::mem::offset_of!(GatherRowsParams, dst_row_stride) - 64usize];
+    ["Offset of field: GatherRowsParams::dst_pos_stride"]
+        [::core::mem::offset_of!(GatherRowsParams, dst_pos_stride) - 72usize];
 };
 #[repr(u32)]
 #[doc = " Element-wise activation of bias_activation.cu (Hugging Face activation_function names)."]

@@ -13,7 +13,7 @@ use crate::cpu::linear::{check_len, linear_into};
 use crate::cpu::{embedding, layer_norm, log_softmax_topk};
 use crate::dtype::DType;
 use crate::error::{fmt_shape, Error, Result};
-use crate::model::backend::{AttnMask, Backend, TokenMask, TopK};
+use crate::model::backend::{AttnMask, Backend, Cols, TokenMask, TopK};
 
 /// The CPU reference backend (f32, host memory).
 #[derive(Clone, Copy, Debug, Default)]
@@ -68,6 +68,33 @@ impl CpuTensor {
             )),
         }
     }
+}
+
+/// The `[rows, positions, width]` elements of a column view: the tensor's
+/// own data when the view is the whole width, else a copy (the reference
+/// keeps its attention plain, over contiguous operands).
+///
+/// Errors: [`Error::Shape`] for a non-3-D tensor or a view past its columns.
+fn view_data<'t>(
+    op: &'static str,
+    v: Cols<'t, CpuTensor>,
+) -> Result<(std::borrow::Cow<'t, [f32]>, usize, usize)> {
+    let (rows, pos, total) = v.tensor.dims3(op)?;
+    if v.column.checked_add(v.width).is_none_or(|end| end > total) {
+        return Err(Error::shape(
+            op,
+            format!("columns {}..+{} within {total}", v.column, v.width),
+            fmt_shape(&v.tensor.shape),
+        ));
+    }
+    if v.column == 0 && v.width == total {
+        return Ok((std::borrow::Cow::Borrowed(&v.tensor.data), rows, pos));
+    }
+    let mut out = Vec::with_capacity(rows * pos * v.width);
+    for p in v.tensor.data.chunks_exact(total.max(1)).take(rows * pos) {
+        out.extend_from_slice(&p[v.column..v.column + v.width]);
+    }
+    Ok((std::borrow::Cow::Owned(out), rows, pos))
 }
 
 impl Backend for Cpu {
@@ -157,16 +184,28 @@ impl Backend for Cpu {
 
     fn attention(
         &self,
-        q: &CpuTensor,
-        k: &CpuTensor,
-        v: &CpuTensor,
+        q: Cols<'_, CpuTensor>,
+        k: Cols<'_, CpuTensor>,
+        v: Cols<'_, CpuTensor>,
         k_len: usize,
         heads: usize,
         scale: f32,
         mask: AttnMask<'_, Vec<usize>>,
     ) -> Result<CpuTensor> {
-        let (rows, q_len, d) = q.dims3("attention")?;
-        let (_, k_cap, _) = k.dims3("attention")?;
+        let d = q.width;
+        let (q_data, rows, q_len) = view_data("attention", q)?;
+        let (k_data, k_rows, k_cap) = view_data("attention", k)?;
+        let (v_data, v_rows, v_cap) = view_data("attention", v)?;
+        if k.width != d || v.width != d || k_rows != rows || v_rows != rows || v_cap != k_cap {
+            return Err(Error::shape(
+                "attention",
+                format!("k and v [{rows}, cap, {d}] (as q)"),
+                format!(
+                    "k [{k_rows}, {k_cap}, {}], v [{v_rows}, {v_cap}, {}]",
+                    k.width, v.width
+                ),
+            ));
+        }
         if heads == 0 || d % heads != 0 {
             return Err(Error::invalid(
                 "attention",
@@ -185,8 +224,8 @@ impl Backend for Cpu {
             causal: mask.causal,
             ..Default::default()
         };
-        let out = attention_bshd(&q.data, &k.data, &v.data, dims, k_cap, scale, &m)?;
-        CpuTensor::new(out, &q.shape)
+        let out = attention_bshd(&q_data, &k_data, &v_data, dims, k_cap, scale, &m)?;
+        CpuTensor::new(out, &[rows, q_len, d])
     }
 
     fn layer_norm(
@@ -231,19 +270,19 @@ impl Backend for Cpu {
         CpuTensor::new(vec![0.0; rows * cap * width], &[rows, cap, width])
     }
 
-    fn kv_write(&self, cache: &mut CpuTensor, new: &CpuTensor, at: usize) -> Result<()> {
+    fn kv_write(&self, cache: &mut CpuTensor, new: Cols<'_, CpuTensor>, at: usize) -> Result<()> {
         let (rows, cap, w) = cache.dims3("kv_write")?;
-        let (n_rows, t, n_w) = new.dims3("kv_write")?;
-        if n_rows != rows || n_w != w || at + t > cap {
+        let (data, n_rows, t) = view_data("kv_write", new)?;
+        if n_rows != rows || new.width != w || at.checked_add(t).is_none_or(|end| end > cap) {
             return Err(Error::shape(
                 "kv_write",
                 format!("new [{rows}, <= {}, {w}]", cap.saturating_sub(at)),
-                fmt_shape(&new.shape),
+                format!("new [{n_rows}, {t}, {}]", new.width),
             ));
         }
         for r in 0..rows {
             let dst = &mut cache.data[(r * cap + at) * w..][..t * w];
-            dst.copy_from_slice(&new.data[r * t * w..][..t * w]);
+            dst.copy_from_slice(&data[r * t * w..][..t * w]);
         }
         Ok(())
     }

@@ -11,16 +11,18 @@
 //! - `linear`: `linear.cu` with bias and activation fused in the epilogue
 //!   (the FFN's fc1 activation and the logits' `final_logits_bias` never
 //!   take a separate pass);
-//! - `attention`: `attention.cu`, reading the KV cache and the encoder
-//!   memory in place (`k_len` of the cache's capacity), key padding from a
-//!   device `[rows]` int32 buffer made once per batch;
+//! - `attention`: `attention.cu`, reading q, k and v in place as column
+//!   views of the fused projections' outputs and of the KV cache (`k_len`
+//!   of the cache's capacity), key padding from a device `[rows]` int32
+//!   buffer made once per batch;
 //! - `layer_norm`: `layer_norm.cu`, residual add fused;
 //! - `log_softmax_topk`: `logits.cu` in Hugging Face order (log-softmax of
 //!   the raw row, then the search's masks as device byte masks), so only
 //!   `[rows, k]` ids and log-probabilities reach the host per step; k above
 //!   [`logits::MAX_K`] (beam search past 16 beams) falls back to the CPU
 //!   reference on the downloaded row block (correct, slow, documented);
-//! - `kv_write` / `kv_gather`: `gather_rows.cu`, copying only valid positions.
+//! - `kv_write` / `kv_gather`: `gather_rows.cu`, copying only valid
+//!   positions (a step's k / v columns straight from the fused QKV output).
 //!
 //! Scratch that outlives one call (split-K / split-KV partial sums, the
 //! every-row token mask, the top-k buffers) is kept in the backend and
@@ -36,7 +38,7 @@ use std::sync::Arc;
 use super::attention::{self, AttentionDims, AttentionMask, HeadView};
 use super::device::Device;
 use super::embedding;
-use super::gather_rows::{self, PositionRange};
+use super::gather_rows::{self, ColumnRange, PositionRange};
 use super::layer_norm;
 use super::linear::{self, Epilogue};
 use super::logits::{self, LogitsMasks, TopKBuffers};
@@ -47,7 +49,7 @@ use crate::activation::Activation;
 use crate::cpu;
 use crate::dtype::DType;
 use crate::error::{fmt_shape, Error, Result};
-use crate::model::backend::{AttnMask, Backend, TokenMask, TopK};
+use crate::model::backend::{AttnMask, Backend, Cols, TokenMask, TopK};
 
 /// The model's operations on a CUDA device in storage dtype `T`.
 pub struct CudaBackend<T: DeviceElement> {
@@ -246,15 +248,23 @@ impl<T: DeviceElement> Backend for CudaBackend<T> {
 
     fn attention(
         &self,
-        q: &DeviceTensor<T>,
-        k: &DeviceTensor<T>,
-        v: &DeviceTensor<T>,
+        q: Cols<'_, DeviceTensor<T>>,
+        k: Cols<'_, DeviceTensor<T>>,
+        v: Cols<'_, DeviceTensor<T>>,
         k_len: usize,
         heads: usize,
         scale: f32,
         mask: AttnMask<'_, DeviceTensor<i32>>,
     ) -> Result<DeviceTensor<T>> {
-        let (_, _, d) = dims3("attention", q)?;
+        let (rows, q_len, _) = dims3("attention", q.tensor)?;
+        let d = q.width;
+        if k.width != d || v.width != d {
+            return Err(Error::shape(
+                "attention",
+                format!("k and v views of width {d} (as q)"),
+                format!("k width {}, v width {}", k.width, v.width),
+            ));
+        }
         if heads == 0 || d % heads != 0 {
             return Err(Error::invalid(
                 "attention",
@@ -270,12 +280,13 @@ impl<T: DeviceElement> Backend for CudaBackend<T> {
             key_lengths: mask.key_lengths,
             causal: mask.causal,
         };
-        let mut out = DeviceTensor::zeros(&self.device, q.shape())?;
+        let mut out = DeviceTensor::zeros(&self.device, &[rows, q_len, d])?;
         let mut scratch = self.scratch.borrow_mut();
+        // The views are read in place: head h of q at column q.column + h·head_dim.
         attention::attention_into(
-            HeadView::whole(q),
-            HeadView::whole(k),
-            HeadView::whole(v),
+            HeadView::at(q.tensor, q.column),
+            HeadView::at(k.tensor, k.column),
+            HeadView::at(v.tensor, v.column),
             dims,
             scale,
             m,
@@ -386,17 +397,30 @@ impl<T: DeviceElement> Backend for CudaBackend<T> {
     fn kv_write(
         &self,
         cache: &mut DeviceTensor<T>,
-        new: &DeviceTensor<T>,
+        new: Cols<'_, DeviceTensor<T>>,
         at: usize,
     ) -> Result<()> {
-        let (_, t, _) = dims3("kv_write", new)?;
-        gather_rows::gather_rows_into(
-            new,
+        let (_, t, _) = dims3("kv_write", new.tensor)?;
+        let (_, _, width) = dims3("kv_write", cache)?;
+        if new.width != width {
+            return Err(Error::shape(
+                "kv_write",
+                format!("new columns of width {width} (the cache's)"),
+                format!("width {}", new.width),
+            ));
+        }
+        gather_rows::gather_columns_into(
+            new.tensor,
             None,
             PositionRange {
                 src_at: 0,
                 dst_at: at,
                 len: t,
+            },
+            ColumnRange {
+                src: new.column,
+                dst: 0,
+                width,
             },
             cache,
         )

@@ -1,7 +1,8 @@
-//! Row gather on the device (`kernels/gather_rows.cu`): positions of
-//! `[rows, positions, width]` tensors copied between rows, with an optional
-//! row map. The model's KV cache makes every device copy through it:
-//! writing a step's keys into the cache, reordering beams by their
+//! Row gather on the device (`kernels/gather_rows.cu`): positions (and
+//! column blocks) of `[rows, positions, width]` tensors copied between
+//! rows, with an optional row map. The model's KV cache makes every device
+//! copy through it: writing a step's keys (columns of the fused QKV
+//! output) into the cache, reordering beams by their
 //! surviving indices, dropping finished sentences, expanding the encoder
 //! memory per beam, growing the capacity. Only the positions asked for are
 //! copied, never a whole capacity.
@@ -81,6 +82,18 @@ pub struct PositionRange {
     pub len: usize,
 }
 
+/// Which columns [`gather_columns_into`] copies: `width` columns from
+/// column `src` of the source into column `dst` of the destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ColumnRange {
+    /// First column read.
+    pub src: usize,
+    /// First column written.
+    pub dst: usize,
+    /// Columns copied.
+    pub width: usize,
+}
+
 /// `dst[r, dst_at .. dst_at + len, :] = src[map(r), src_at .. src_at + len, :]`
 /// for every destination row `r`, where `map(r)` is `src_rows[r]`, or `r`
 /// when `src_rows` is `None`. Other positions of `dst` are left as they are.
@@ -102,10 +115,8 @@ pub fn gather_rows_into<T: DeviceElement>(
     range: PositionRange,
     dst: &mut DeviceTensor<T>,
 ) -> Result<()> {
-    let device = src.device().clone();
-    same_device(OP, "dst", &device, dst)?;
-    let (s_rows, s_pos, width) = dims3("src", src)?;
-    let (d_rows, d_pos, d_width) = dims3("dst", dst)?;
+    let (_, _, width) = dims3("src", src)?;
+    let (_, _, d_width) = dims3("dst", dst)?;
     if d_width != width {
         return Err(Error::shape(
             OP,
@@ -113,13 +124,55 @@ pub fn gather_rows_into<T: DeviceElement>(
             format!("dst {}", fmt_shape(dst.shape())),
         ));
     }
+    let cols = ColumnRange {
+        src: 0,
+        dst: 0,
+        width,
+    };
+    gather_columns_into(src, src_rows, range, cols, dst)
+}
+
+/// [`gather_rows_into`] for a block of columns:
+/// `dst[r, dst_at + p, cols.dst + c] = src[map(r), src_at + p, cols.src + c]`
+/// for `p < len`, `c < cols.width` (e.g. the k columns `d..2d` of a fused
+/// `[rows, t, 3d]` QKV output into a `[rows, cap, d]` cache). Everything
+/// else of `dst` is left as it is.
+///
+/// # Errors
+/// As [`gather_rows_into`], with [`Error::Shape`] for a column range past
+/// either tensor's width.
+pub fn gather_columns_into<T: DeviceElement>(
+    src: &DeviceTensor<T>,
+    src_rows: Option<&[usize]>,
+    range: PositionRange,
+    cols: ColumnRange,
+    dst: &mut DeviceTensor<T>,
+) -> Result<()> {
+    let device = src.device().clone();
+    same_device(OP, "dst", &device, dst)?;
+    let (s_rows, s_pos, s_width) = dims3("src", src)?;
+    let (d_rows, d_pos, d_width) = dims3("dst", dst)?;
     let PositionRange {
         src_at,
         dst_at,
         len,
     } = range;
-    let fits = |at: usize, pos: usize| at.checked_add(len).is_some_and(|end| end <= pos);
-    if !fits(src_at, s_pos) || !fits(dst_at, d_pos) {
+    let fits = |at: usize, n: usize, end: usize| at.checked_add(n).is_some_and(|e| e <= end);
+    if !fits(cols.src, cols.width, s_width) || !fits(cols.dst, cols.width, d_width) {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "columns {}+{} <= {s_width} (src) and {}+{} <= {d_width} (dst)",
+                cols.src, cols.width, cols.dst, cols.width
+            ),
+            format!(
+                "src {}, dst {}",
+                fmt_shape(src.shape()),
+                fmt_shape(dst.shape())
+            ),
+        ));
+    }
+    if !fits(src_at, len, s_pos) || !fits(dst_at, len, d_pos) {
         return Err(Error::shape(
             OP,
             format!(
@@ -159,7 +212,7 @@ pub fn gather_rows_into<T: DeviceElement>(
                 .collect::<Result<_>>()?,
         ),
     };
-    if d_rows == 0 || len == 0 || width == 0 {
+    if d_rows == 0 || len == 0 || cols.width == 0 {
         return Ok(());
     }
     let map_dev = match &map {
@@ -169,19 +222,24 @@ pub fn gather_rows_into<T: DeviceElement>(
     let elem = std::mem::size_of::<T>();
     // Byte offsets and extents; none overflows: each is within a live
     // allocation of the tensor it describes.
-    let src_off = src_at * width * elem;
-    let dst_off = dst_at * width * elem;
-    let row_bytes = len * width * elem;
-    let src_stride = s_pos * width * elem;
-    let dst_stride = d_pos * width * elem;
-    let src_ptr = src.device_ptr() + src_off as u64;
-    let dst_ptr = dst.device_ptr_mut() + dst_off as u64;
+    let src_ptr = src.device_ptr() + ((src_at * s_width + cols.src) * elem) as u64;
+    let dst_ptr = dst.device_ptr_mut() + ((dst_at * d_width + cols.dst) * elem) as u64;
+    let (src_pos, dst_pos) = (s_width * elem, d_width * elem);
+    let (src_row, dst_row) = (s_pos * src_pos, d_pos * dst_pos);
+    // Whole-width copies: a row's positions are one contiguous run.
+    let (positions, run) = if cols.width == s_width && cols.width == d_width {
+        (1, len * cols.width * elem)
+    } else {
+        (len, cols.width * elem)
+    };
     let unit = unit_for(&[
         src_ptr as usize,
         dst_ptr as usize,
-        row_bytes,
-        src_stride,
-        dst_stride,
+        run,
+        src_row,
+        dst_row,
+        src_pos,
+        dst_pos,
     ]);
     let params = GatherRowsParams {
         src: src_ptr as *const core::ffi::c_void,
@@ -190,16 +248,20 @@ pub fn gather_rows_into<T: DeviceElement>(
             .as_ref()
             .map_or(core::ptr::null(), |m| m.device_ptr() as *const i32),
         rows: i64_of(OP, "rows", d_rows)?,
-        row_elems: i64_of(OP, "row units", row_bytes / unit)?,
-        src_row_stride: i64_of(OP, "src stride", src_stride / unit)?,
-        dst_row_stride: i64_of(OP, "dst stride", dst_stride / unit)?,
+        positions: i64_of(OP, "positions", positions)?,
+        row_elems: i64_of(OP, "run units", run / unit)?,
+        src_row_stride: i64_of(OP, "src row stride", src_row / unit)?,
+        src_pos_stride: i64_of(OP, "src position stride", src_pos / unit)?,
+        dst_row_stride: i64_of(OP, "dst row stride", dst_row / unit)?,
+        dst_pos_stride: i64_of(OP, "dst position stride", dst_pos / unit)?,
     };
     // SAFETY: the ranges were checked against both shapes: every source row
     // index is < src rows, positions src_at + len <= src positions and
-    // dst_at + len <= dst positions, so each copied unit lies inside its
-    // tensor; the unit divides every address, stride and length; `dst` is
-    // borrowed mutably, so it does not overlap `src`; the row map lives
-    // until the launch is queued and its drop is ordered on the stream.
+    // dst_at + len <= dst positions, columns within both widths, so each
+    // copied unit lies inside its tensor; the unit divides every address,
+    // stride and length; `dst` is borrowed mutably, so it does not overlap
+    // `src`; the row map lives until the launch is queued and its drop is
+    // ordered on the stream.
     unsafe { launch(&device, unit, params) }
 }
 
@@ -219,10 +281,11 @@ fn unit_for(values: &[usize]) -> usize {
 /// negative sizes; [`Error::Cuda`] on launch failure.
 ///
 /// # Safety
-/// For every destination row `r < p.rows`: source row `s = p.src_rows[r]`
-/// (or `r`) starts at unit `s * p.src_row_stride` of `p.src` and
-/// destination row `r` at unit `r * p.dst_row_stride` of `p.dst`, each
-/// holding `p.row_elems` readable / writable units aligned to `unit_bytes`;
+/// For every destination row `r < p.rows` and position `q < p.positions`:
+/// with `s = p.src_rows[r]` (or `r`), the `p.row_elems` units at
+/// `s * p.src_row_stride + q * p.src_pos_stride` of `p.src` are readable
+/// and those at `r * p.dst_row_stride + q * p.dst_pos_stride` of `p.dst`
+/// writable, all aligned to `unit_bytes`;
 /// `p.src_rows` (unless null) holds `p.rows` int32 values; the destination
 /// does not overlap the source; all stay valid until the stream has run the
 /// kernel.
@@ -237,13 +300,18 @@ pub unsafe fn launch(device: &Device, unit_bytes: usize, p: GatherRowsParams) ->
         .map_err(|_| Error::invalid(OP, format!("rows = {} is negative", p.rows)))?;
     let units = usize::try_from(p.row_elems)
         .map_err(|_| Error::invalid(OP, format!("row_elems = {} is negative", p.row_elems)))?;
-    if rows == 0 || units == 0 {
+    let positions = usize::try_from(p.positions)
+        .map_err(|_| Error::invalid(OP, format!("positions = {} is negative", p.positions)))?;
+    let runs = rows.checked_mul(positions).ok_or_else(|| {
+        Error::invalid(OP, format!("rows {rows} x positions {positions} overflow"))
+    })?;
+    if runs == 0 || units == 0 {
         return Ok(());
     }
     let shape = LaunchShape {
         grid: (
             grid_for(units, THREADS).min(MAX_BLOCKS_X as u32),
-            rows.min(MAX_BLOCKS_Y) as u32,
+            runs.min(MAX_BLOCKS_Y) as u32,
             1,
         ),
         block: (THREADS as u32, 1, 1),

@@ -24,7 +24,12 @@
 //!   bf16, SIMT for f32, split-K for decode shapes;
 //! - [`attention`]: fused multi-head attention (FlashAttention-style
 //!   tensor-core prefill, split-KV SIMT decode and f32), masks for key
-//!   padding and causal with a KV-cache offset.
+//!   padding and causal with a KV-cache offset;
+//! - [`gather_rows`]: positions copied between `[rows, positions, width]`
+//!   tensors through a row map (the KV cache's write, reorder, drop, grow).
+//!
+//! [`backend::CudaBackend`] assembles them into the model's
+//! [`crate::model::Backend`]: the whole encoder-decoder on a device.
 //!
 //! Each safe wrapper checks shapes, devices and sizes before its one
 //! `unsafe` launch. [`numerics`] holds the tolerance type and the

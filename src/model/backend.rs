@@ -68,6 +68,46 @@ impl<L> Default for AttnMask<'_, L> {
     }
 }
 
+/// Columns `column .. column + width` of every position of a
+/// `[rows, positions, total]` tensor: a view, nothing copied. The fused
+/// projections' outputs are read through it: q, k and v of the
+/// self-attention's `[rows, seq, 3·d_model]`, k and v of the
+/// cross-attention's `[rows, src_len, 2·d_model]`.
+#[derive(Debug)]
+pub struct Cols<'a, T> {
+    /// The tensor, `[rows, positions, total]`.
+    pub tensor: &'a T,
+    /// First column.
+    pub column: usize,
+    /// Columns in the view.
+    pub width: usize,
+}
+
+impl<T> Clone for Cols<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Cols<'_, T> {}
+
+impl<'a, T> Cols<'a, T> {
+    /// Columns `column .. column + width` of `tensor`.
+    pub fn new(tensor: &'a T, column: usize, width: usize) -> Self {
+        Cols {
+            tensor,
+            column,
+            width,
+        }
+    }
+
+    /// The part `i` of `width` columns (`i = 0, 1, 2` for q, k, v of a
+    /// fused QKV output of `3·width` columns).
+    pub fn part(tensor: &'a T, i: usize, width: usize) -> Self {
+        Cols::new(tensor, i * width, width)
+    }
+}
+
 /// Which tokens a logits step scores `-inf` (Hugging Face's logits
 /// processors and this crate's pad mask, as lists of ids; see
 /// [`Backend::log_softmax_topk`]).
@@ -160,7 +200,9 @@ pub trait Backend {
     /// in the checkpoint's stored dtype (so 16-bit weights stay 16-bit on a
     /// GPU); activations and host inputs as [`DType::F32`]. A backend may
     /// store a wider dtype than asked when that is exact (the CPU reference
-    /// keeps f32: widening f16 / bf16 to f32 loses nothing).
+    /// keeps f32: widening f16 / bf16 to f32 loses nothing), and a backend
+    /// made for one storage dtype stores every tensor in it (the CUDA
+    /// backend: the user's `--dtype`, rounding at upload).
     ///
     /// Errors: [`crate::Error::Shape`] if `data.len()` is not the product of `shape`.
     fn upload(&self, data: Vec<f32>, shape: &[usize], dtype: DType) -> Result<Self::Tensor>;
@@ -216,20 +258,22 @@ pub trait Backend {
 
     /// Multi-head attention `softmax(Q·Kᵀ·scale + mask)·V` with `heads`
     /// heads of `d / heads`: q `[rows, q_len, d]`; k, v `[rows, cap, d]` of
-    /// which the first `k_len` positions are used. Returns
-    /// `[rows, q_len, d]`. The KV cache is read in place (k, v may be the
-    /// cache buffers themselves; nothing is copied). A query whose keys are
-    /// all masked gets 0, never NaN. Softmax in f32.
+    /// which the first `k_len` positions are used, each a column view
+    /// ([`Cols`], `d` = its width) of a wider tensor or a whole tensor.
+    /// Returns `[rows, q_len, d]`. The KV cache and the fused projections'
+    /// outputs are read in place (a device backend copies nothing). A query
+    /// whose keys are all masked gets 0, never NaN. Softmax in f32.
     ///
-    /// Errors: [`crate::Error::Shape`] for non-3-D operands, mismatched
-    /// rows or widths, `k_len > cap`, or key lengths not `[rows]`;
-    /// [`crate::Error::InvalidArgument`] if `d` is not divisible by `heads`.
+    /// Errors: [`crate::Error::Shape`] for non-3-D operands, views past
+    /// their tensor's columns, mismatched rows or widths, `k_len > cap`, or
+    /// key lengths not `[rows]`; [`crate::Error::InvalidArgument`] if `d`
+    /// is not divisible by `heads`.
     #[allow(clippy::too_many_arguments)] // the attention call's natural parameters
     fn attention(
         &self,
-        q: &Self::Tensor,
-        k: &Self::Tensor,
-        v: &Self::Tensor,
+        q: Cols<'_, Self::Tensor>,
+        k: Cols<'_, Self::Tensor>,
+        v: Cols<'_, Self::Tensor>,
         k_len: usize,
         heads: usize,
         scale: f32,
@@ -285,12 +329,18 @@ pub trait Backend {
     /// Errors: a device backend's allocation error.
     fn kv_alloc(&self, rows: usize, cap: usize, width: usize) -> Result<Self::Tensor>;
 
-    /// Writes `new` (`[rows, t, width]`) into `cache` (`[rows, cap, width]`)
-    /// at positions `at .. at + t`, in place (no copy of the rest of the cache).
+    /// Writes `new` (a `[rows, t, width]` view: the k or v columns of a
+    /// fused QKV output) into `cache` (`[rows, cap, width]`) at positions
+    /// `at .. at + t`, in place (no copy of the rest of the cache).
     ///
-    /// Errors: [`crate::Error::Shape`] if rows or widths differ or
-    /// `at + t > cap`.
-    fn kv_write(&self, cache: &mut Self::Tensor, new: &Self::Tensor, at: usize) -> Result<()>;
+    /// Errors: [`crate::Error::Shape`] if rows or widths differ, the view
+    /// passes its tensor's columns or `at + t > cap`.
+    fn kv_write(
+        &self,
+        cache: &mut Self::Tensor,
+        new: Cols<'_, Self::Tensor>,
+        at: usize,
+    ) -> Result<()>;
 
     /// A new `[rows.len(), cap, width]` buffer whose row `r` holds positions
     /// `0..len` of `cache` row `rows[r]`: reorders beams by their surviving

@@ -7,7 +7,7 @@
 //! expanded to the decoder rows (sentences × beams).
 
 use crate::error::{Error, Result};
-use crate::model::backend::{AttnMask, Backend};
+use crate::model::backend::{AttnMask, Backend, Cols};
 use crate::model::encoder::EncoderOutput;
 use crate::model::kv_cache::KvCache;
 use crate::model::marian::MarianModel;
@@ -16,10 +16,10 @@ use crate::model::marian::MarianModel;
 pub struct DecoderState<B: Backend> {
     /// Self-attention keys / values of the decoded positions.
     pub cache: KvCache<B::Tensor>,
-    /// Per layer, cross-attention keys `[rows, src_len, d_model]`.
-    cross_k: Vec<B::Tensor>,
-    /// Per layer, cross-attention values `[rows, src_len, d_model]`.
-    cross_v: Vec<B::Tensor>,
+    /// Per layer, cross-attention keys and values `[rows, src_len,
+    /// 2·d_model]` (one fused projection of the encoder memory: keys in
+    /// columns `0..d`, values in `d..2d`).
+    cross_kv: Vec<B::Tensor>,
     /// Real source tokens of each row (key padding of cross-attention), on the host.
     src_lengths: Vec<usize>,
     /// `src_lengths` on the backend: made once per batch, rebuilt only when
@@ -66,18 +66,15 @@ impl<B: Backend> MarianModel<B> {
         let b = &self.backend;
         let identity = row_source.len() == enc.lengths.len()
             && row_source.iter().enumerate().all(|(i, &s)| i == s);
-        let mut cross_k = Vec::with_capacity(self.weights.decoder.len());
-        let mut cross_v = Vec::with_capacity(self.weights.decoder.len());
+        let mut cross_kv = Vec::with_capacity(self.weights.decoder.len());
         for layer in &self.weights.decoder {
             let w = &layer.encoder_attn;
-            let mut k = self.proj(&enc.hidden, &w.k, None)?;
-            let mut v = self.proj(&enc.hidden, &w.v, None)?;
+            // One GEMM for k and v, once per batch: [sources, src_len, 2·d_model].
+            let mut kv = self.proj(&enc.hidden, &w.kv, None)?;
             if !identity {
-                k = b.kv_gather(&k, row_source, enc.src_len, enc.src_len)?;
-                v = b.kv_gather(&v, row_source, enc.src_len, enc.src_len)?;
+                kv = b.kv_gather(&kv, row_source, enc.src_len, enc.src_len)?;
             }
-            cross_k.push(k);
-            cross_v.push(v);
+            cross_kv.push(kv);
         }
         let cache = KvCache::new(
             b,
@@ -90,8 +87,7 @@ impl<B: Backend> MarianModel<B> {
         let cross_lengths = b.key_lengths(&src_lengths)?;
         Ok(DecoderState {
             cache,
-            cross_k,
-            cross_v,
+            cross_kv,
             src_lengths,
             cross_lengths,
             row_source: row_source.to_vec(),
@@ -152,17 +148,19 @@ impl<B: Backend> MarianModel<B> {
             key_lengths: Some(&state.cross_lengths),
             causal: false,
         };
+        let d = cfg.d_model;
         for (l, layer) in self.weights.decoder.iter().enumerate() {
             let w = &layer.self_attn;
-            let q = self.proj(&h, &w.q, None)?;
-            let k = self.proj(&h, &w.k, None)?;
-            let v = self.proj(&h, &w.v, None)?;
-            state.cache.write(b, l, &k, &v)?;
+            // One GEMM for q, k and v; k and v go to the cache from its columns.
+            let qkv = self.proj(&h, &w.qkv, None)?;
+            state
+                .cache
+                .write(b, l, Cols::part(&qkv, 1, d), Cols::part(&qkv, 2, d))?;
             let a = self.attend(
-                w,
-                &q,
-                &state.cache.k[l],
-                &state.cache.v[l],
+                &w.out,
+                Cols::part(&qkv, 0, d),
+                Cols::new(&state.cache.k[l], 0, d),
+                Cols::new(&state.cache.v[l], 0, d),
                 start + t,
                 heads,
                 self_mask,
@@ -170,11 +168,12 @@ impl<B: Backend> MarianModel<B> {
             h = self.add_norm(&a, &h, &layer.self_attn_layer_norm)?;
             let w = &layer.encoder_attn;
             let q = self.proj(&h, &w.q, None)?;
+            let kv = &state.cross_kv[l];
             let a = self.attend(
-                w,
-                &q,
-                &state.cross_k[l],
-                &state.cross_v[l],
+                &w.out,
+                Cols::new(&q, 0, d),
+                Cols::part(kv, 0, d),
+                Cols::part(kv, 1, d),
                 state.src_len,
                 heads,
                 cross_mask,
@@ -211,7 +210,7 @@ impl<B: Backend> MarianModel<B> {
         state.cache.reorder(b, rows)?;
         let new_source: Vec<usize> = rows.iter().map(|&r| state.row_source[r]).collect();
         if new_source != state.row_source {
-            for t in state.cross_k.iter_mut().chain(state.cross_v.iter_mut()) {
+            for t in state.cross_kv.iter_mut() {
                 *t = b.kv_gather(t, rows, state.src_len, state.src_len)?;
             }
             state.src_lengths = rows.iter().map(|&r| state.src_lengths[r]).collect();

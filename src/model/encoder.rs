@@ -3,7 +3,7 @@
 //! `x = LN(x + SelfAttn(x)); x = LN(x + FFN(x))`, with padded keys masked.
 
 use crate::error::{Error, Result};
-use crate::model::backend::{AttnMask, Backend};
+use crate::model::backend::{AttnMask, Backend, Cols};
 use crate::model::marian::MarianModel;
 
 /// The encoder's output for a right-padded batch of sources, on backend `B`.
@@ -68,12 +68,17 @@ impl<B: Backend> MarianModel<B> {
             key_lengths: Some(&key_lengths),
             causal: false,
         };
+        let d = cfg.d_model;
         for layer in &self.weights.encoder {
             let w = &layer.self_attn;
-            let q = self.proj(&h, &w.q, None)?;
-            let k = self.proj(&h, &w.k, None)?;
-            let v = self.proj(&h, &w.v, None)?;
-            let a = self.attend(w, &q, &k, &v, src_len, heads, mask)?;
+            // One GEMM for q, k and v: [rows, src_len, 3·d_model].
+            let qkv = self.proj(&h, &w.qkv, None)?;
+            let (q, k, v) = (
+                Cols::part(&qkv, 0, d),
+                Cols::part(&qkv, 1, d),
+                Cols::part(&qkv, 2, d),
+            );
+            let a = self.attend(&w.out, q, k, v, src_len, heads, mask)?;
             h = self.add_norm(&a, &h, &layer.self_attn_layer_norm)?;
             let f = self.ffn(&h, &layer.ffn)?;
             h = self.add_norm(&f, &h, &layer.final_layer_norm)?;

@@ -7,7 +7,7 @@
 //! surviving beam indices, copying only the valid positions.
 
 use crate::error::Result;
-use crate::model::backend::Backend;
+use crate::model::backend::{Backend, Cols};
 
 /// Self-attention keys and values of every decoder layer.
 pub struct KvCache<T> {
@@ -86,14 +86,15 @@ impl<T> KvCache<T> {
         Ok(())
     }
 
-    /// Writes layer `layer`'s new keys and values (`[rows, t, d_model]`) at
-    /// position `len`; [`KvCache::advance`] commits them after the last layer.
+    /// Writes layer `layer`'s new keys and values (`[rows, t, d_model]`
+    /// views: the k and v columns of the fused QKV output) at position
+    /// `len`; [`KvCache::advance`] commits them after the last layer.
     pub fn write<B: Backend<Tensor = T>>(
         &mut self,
         backend: &B,
         layer: usize,
-        k: &T,
-        v: &T,
+        k: Cols<'_, T>,
+        v: Cols<'_, T>,
     ) -> Result<()> {
         let (kc, vc) = match (self.k.get_mut(layer), self.v.get_mut(layer)) {
             (Some(kc), Some(vc)) => (kc, vc),

@@ -5,10 +5,10 @@ use std::path::Path;
 
 use crate::activation::Activation;
 use crate::error::Result;
-use crate::model::backend::{AttnMask, Backend};
+use crate::model::backend::{AttnMask, Backend, Cols};
 use crate::model::config::ModelConfig;
 use crate::model::weights::{
-    check_tensors, read_safetensors, AttentionWeights, FfnWeights, ModelWeights, NormWeights,
+    check_tensors, read_safetensors, FfnWeights, ModelWeights, NormWeights,
 };
 
 /// LayerNorm epsilon of every Marian norm (`nn.LayerNorm` default).
@@ -86,14 +86,15 @@ impl<B: Backend> MarianModel<B> {
         self.proj(&h, &w.fc2, None)
     }
 
-    /// `out_proj(attention(q, k, v))` for given q and cached/computed k, v.
+    /// `out_proj(attention(q, k, v))` for q, k and v given as column views
+    /// (of the fused projections' outputs, or of the KV cache).
     #[allow(clippy::too_many_arguments)] // the attention call's natural parameters
     pub(crate) fn attend(
         &self,
-        w: &AttentionWeights<B::Tensor>,
-        q: &B::Tensor,
-        k: &B::Tensor,
-        v: &B::Tensor,
+        out_proj: &(B::Tensor, B::Tensor),
+        q: Cols<'_, B::Tensor>,
+        k: Cols<'_, B::Tensor>,
+        v: Cols<'_, B::Tensor>,
         k_len: usize,
         heads: usize,
         mask: AttnMask<'_, B::Lengths>,
@@ -102,6 +103,6 @@ impl<B: Backend> MarianModel<B> {
         // Marian / "Attention Is All You Need": scores scaled by head_dim^-0.5.
         let scale = (head_dim as f32).powf(-0.5);
         let a = self.backend.attention(q, k, v, k_len, heads, scale, mask)?;
-        self.proj(&a, &w.out, None)
+        self.proj(&a, out_proj, None)
     }
 }

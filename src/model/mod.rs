@@ -27,7 +27,7 @@ pub mod marian;
 pub mod search;
 pub mod weights;
 
-pub use backend::{AttnMask, Backend, TokenMask, TopK};
+pub use backend::{AttnMask, Backend, Cols, TokenMask, TopK};
 pub use config::ModelConfig;
 pub use decoder::DecoderState;
 pub use encoder::EncoderOutput;

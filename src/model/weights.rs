@@ -305,15 +305,28 @@ fn layers_in_file(tensors: &BTreeMap<String, HostTensor>, side: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// The four projections of one attention sublayer (`[d_model, d_model]` weights, `[d_model]` biases).
-pub struct AttentionWeights<T> {
-    /// `q_proj.weight`, `q_proj.bias`.
+/// A self-attention sublayer: q, k and v fused into one projection (one
+/// GEMM per sublayer; the attention reads q, k and v as column views of its
+/// output), then `out_proj`.
+pub struct SelfAttentionWeights<T> {
+    /// `q_proj`, `k_proj`, `v_proj` weights concatenated along
+    /// out_features, `[3·d_model, d_model]`, and their biases, `[3·d_model]`:
+    /// output columns `0..d` are q, `d..2d` k, `2d..3d` v.
+    pub qkv: (T, T),
+    /// `out_proj.weight` `[d_model, d_model]`, `out_proj.bias` `[d_model]`.
+    pub out: (T, T),
+}
+
+/// A cross-attention sublayer: `q_proj` on the decoder state; `k_proj` and
+/// `v_proj` fused into one projection of the encoder memory (applied once
+/// per batch); `out_proj`.
+pub struct CrossAttentionWeights<T> {
+    /// `q_proj.weight` `[d_model, d_model]`, `q_proj.bias` `[d_model]`.
     pub q: (T, T),
-    /// `k_proj.weight`, `k_proj.bias`.
-    pub k: (T, T),
-    /// `v_proj.weight`, `v_proj.bias`.
-    pub v: (T, T),
-    /// `out_proj.weight`, `out_proj.bias`.
+    /// `k_proj`, `v_proj` concatenated along out_features, `[2·d_model,
+    /// d_model]` and `[2·d_model]`: output columns `0..d` are k, `d..2d` v.
+    pub kv: (T, T),
+    /// `out_proj.weight` `[d_model, d_model]`, `out_proj.bias` `[d_model]`.
     pub out: (T, T),
 }
 
@@ -336,7 +349,7 @@ pub struct FfnWeights<T> {
 /// One encoder layer (post-LN).
 pub struct EncoderLayerWeights<T> {
     /// Self-attention.
-    pub self_attn: AttentionWeights<T>,
+    pub self_attn: SelfAttentionWeights<T>,
     /// Norm after self-attention.
     pub self_attn_layer_norm: NormWeights<T>,
     /// Feed-forward.
@@ -348,11 +361,11 @@ pub struct EncoderLayerWeights<T> {
 /// One decoder layer (post-LN), each sublayer with its own norm.
 pub struct DecoderLayerWeights<T> {
     /// Causal self-attention.
-    pub self_attn: AttentionWeights<T>,
+    pub self_attn: SelfAttentionWeights<T>,
     /// Norm after self-attention.
     pub self_attn_layer_norm: NormWeights<T>,
     /// Cross-attention over the encoder output.
-    pub encoder_attn: AttentionWeights<T>,
+    pub encoder_attn: CrossAttentionWeights<T>,
     /// Norm after cross-attention.
     pub encoder_attn_layer_norm: NormWeights<T>,
     /// Feed-forward.
@@ -403,25 +416,28 @@ impl<T> ModelWeights<T> {
             "lm_head.weight"
         };
         let head_dtype = t.get(head_name).map_or(DType::F32, |h| h.dtype);
-        let mut take = |name: &str| -> Result<T> {
-            let h = t
-                .remove(name)
-                .ok_or_else(|| Error::checkpoint(path, format!("missing tensor {name}")))?;
-            backend.upload(h.data, &h.shape, h.dtype)
+        let mut take_host = |name: &str| -> Result<HostTensor> {
+            t.remove(name)
+                .ok_or_else(|| Error::checkpoint(path, format!("missing tensor {name}")))
+        };
+        let up = |h: HostTensor| backend.upload(h.data, &h.shape, h.dtype);
+        let mut take = Take {
+            host: &mut take_host,
+            upload: &up,
         };
         let (encoder_embed, decoder_embed) = if shared {
-            let s = Arc::new(take("model.shared.weight")?);
+            let s = Arc::new(take.one("model.shared.weight")?);
             (s.clone(), s)
         } else {
             (
-                Arc::new(take("model.encoder.embed_tokens.weight")?),
-                Arc::new(take("model.decoder.embed_tokens.weight")?),
+                Arc::new(take.one("model.encoder.embed_tokens.weight")?),
+                Arc::new(take.one("model.decoder.embed_tokens.weight")?),
             )
         };
         let lm_head = if cfg.tie_word_embeddings {
             decoder_embed.clone()
         } else {
-            Arc::new(take("lm_head.weight")?)
+            Arc::new(take.one("lm_head.weight")?)
         };
         let tv = cfg.target_vocab_size();
         let (bias_data, bias_dtype) = match bias_host {
@@ -433,7 +449,7 @@ impl<T> ModelWeights<T> {
         for i in 0..cfg.encoder_layers {
             let p = format!("model.encoder.layers.{i}");
             encoder.push(EncoderLayerWeights {
-                self_attn: attn(&mut take, &format!("{p}.self_attn"))?,
+                self_attn: self_attn(&mut take, &format!("{p}.self_attn"))?,
                 self_attn_layer_norm: norm(&mut take, &format!("{p}.self_attn_layer_norm"))?,
                 ffn: ffn(&mut take, &p)?,
                 final_layer_norm: norm(&mut take, &format!("{p}.final_layer_norm"))?,
@@ -443,9 +459,9 @@ impl<T> ModelWeights<T> {
         for i in 0..cfg.decoder_layers {
             let p = format!("model.decoder.layers.{i}");
             decoder.push(DecoderLayerWeights {
-                self_attn: attn(&mut take, &format!("{p}.self_attn"))?,
+                self_attn: self_attn(&mut take, &format!("{p}.self_attn"))?,
                 self_attn_layer_norm: norm(&mut take, &format!("{p}.self_attn_layer_norm"))?,
-                encoder_attn: attn(&mut take, &format!("{p}.encoder_attn"))?,
+                encoder_attn: cross_attn(&mut take, &format!("{p}.encoder_attn"))?,
                 encoder_attn_layer_norm: norm(&mut take, &format!("{p}.encoder_attn_layer_norm"))?,
                 ffn: ffn(&mut take, &p)?,
                 final_layer_norm: norm(&mut take, &format!("{p}.final_layer_norm"))?,
@@ -462,38 +478,87 @@ impl<T> ModelWeights<T> {
     }
 }
 
-fn attn<T>(take: &mut impl FnMut(&str) -> Result<T>, p: &str) -> Result<AttentionWeights<T>> {
-    let mut pair = |proj: &str| -> Result<(T, T)> {
-        Ok((
-            take(&format!("{p}.{proj}.weight"))?,
-            take(&format!("{p}.{proj}.bias"))?,
-        ))
+/// Where a fused projection's parts come from: `(weight, bias)` names.
+fn fused_names(p: &str, projs: &[&str]) -> Vec<(String, String)> {
+    projs
+        .iter()
+        .map(|proj| (format!("{p}.{proj}.weight"), format!("{p}.{proj}.bias")))
+        .collect()
+}
+
+/// Host tensors concatenated along their first dimension (out_features of
+/// `[n, k]` weights, or `[n]` biases): row-major, so the data are appended.
+/// The dtype is the parts' own when they agree, else f32 (exact widening).
+fn concat_rows(parts: Vec<HostTensor>) -> HostTensor {
+    let dtype = match parts.first() {
+        Some(first) if parts.iter().all(|h| h.dtype == first.dtype) => first.dtype,
+        _ => DType::F32,
     };
-    Ok(AttentionWeights {
-        q: pair("q_proj")?,
-        k: pair("k_proj")?,
-        v: pair("v_proj")?,
-        out: pair("out_proj")?,
+    let mut shape = parts.first().map_or_else(Vec::new, |h| h.shape.clone());
+    if let Some(n) = shape.first_mut() {
+        *n = parts
+            .iter()
+            .map(|h| h.shape.first().copied().unwrap_or(0))
+            .sum();
+    }
+    let data = parts.into_iter().flat_map(|h| h.data).collect();
+    HostTensor { shape, data, dtype }
+}
+
+/// A fused projection: the weights and the biases of `projs`, each
+/// concatenated (see [`concat_rows`]).
+fn fused<T>(take: &mut Take<'_, T>, p: &str, projs: &[&str]) -> Result<(T, T)> {
+    let mut ws = Vec::new();
+    let mut bs = Vec::new();
+    for (w, b) in fused_names(p, projs) {
+        ws.push((take.host)(&w)?);
+        bs.push((take.host)(&b)?);
+    }
+    Ok((
+        (take.upload)(concat_rows(ws))?,
+        (take.upload)(concat_rows(bs))?,
+    ))
+}
+
+fn self_attn<T>(take: &mut Take<'_, T>, p: &str) -> Result<SelfAttentionWeights<T>> {
+    Ok(SelfAttentionWeights {
+        qkv: fused(take, p, &["q_proj", "k_proj", "v_proj"])?,
+        out: fused(take, p, &["out_proj"])?,
     })
 }
 
-fn norm<T>(take: &mut impl FnMut(&str) -> Result<T>, p: &str) -> Result<NormWeights<T>> {
+fn cross_attn<T>(take: &mut Take<'_, T>, p: &str) -> Result<CrossAttentionWeights<T>> {
+    Ok(CrossAttentionWeights {
+        q: fused(take, p, &["q_proj"])?,
+        kv: fused(take, p, &["k_proj", "v_proj"])?,
+        out: fused(take, p, &["out_proj"])?,
+    })
+}
+
+/// Takes checkpoint tensors by name, as host tensors or uploaded.
+struct Take<'a, T> {
+    host: &'a mut dyn FnMut(&str) -> Result<HostTensor>,
+    upload: &'a dyn Fn(HostTensor) -> Result<T>,
+}
+
+impl<T> Take<'_, T> {
+    fn one(&mut self, name: &str) -> Result<T> {
+        let h = (self.host)(name)?;
+        (self.upload)(h)
+    }
+}
+
+fn norm<T>(take: &mut Take<'_, T>, p: &str) -> Result<NormWeights<T>> {
     Ok(NormWeights {
-        gamma: take(&format!("{p}.weight"))?,
-        beta: take(&format!("{p}.bias"))?,
+        gamma: take.one(&format!("{p}.weight"))?,
+        beta: take.one(&format!("{p}.bias"))?,
     })
 }
 
-fn ffn<T>(take: &mut impl FnMut(&str) -> Result<T>, p: &str) -> Result<FfnWeights<T>> {
+fn ffn<T>(take: &mut Take<'_, T>, p: &str) -> Result<FfnWeights<T>> {
     Ok(FfnWeights {
-        fc1: (
-            take(&format!("{p}.fc1.weight"))?,
-            take(&format!("{p}.fc1.bias"))?,
-        ),
-        fc2: (
-            take(&format!("{p}.fc2.weight"))?,
-            take(&format!("{p}.fc2.bias"))?,
-        ),
+        fc1: fused(take, p, &["fc1"])?,
+        fc2: fused(take, p, &["fc2"])?,
     })
 }
 
