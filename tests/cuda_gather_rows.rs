@@ -262,3 +262,31 @@ fn the_k_columns_of_a_fused_qkv_step_go_to_the_cache() {
     let mut dst = DeviceTensor::<f32>::zeros(&dev, &[1, 2, 64]).unwrap();
     assert!(gather_columns_into(&src, None, r, bad, &mut dst).is_err());
 }
+
+#[test]
+fn one_uploaded_row_map_serves_every_tensor_and_is_checked_each_time() {
+    use transformer_kernels::cuda::gather_rows::{gather_rows_map, RowMap};
+    let Some(dev) = device_or_skip("row_map") else {
+        return;
+    };
+    let map = RowMap::new(&dev, &[2, 0, 2]).unwrap();
+    assert_eq!(map.rows(), &[2, 0, 2]);
+    for seed in 0..2u64 {
+        let host: Vec<f32> = (0..3 * 4 * 5).map(|i| (i as f32) + seed as f32).collect();
+        let src = DeviceTensor::from_host(&dev, &host, &[3, 4, 5]).unwrap();
+        let got = gather_rows_map(&src, &map, 3, 6)
+            .unwrap()
+            .to_host()
+            .unwrap();
+        let via_host = gather_rows(&src, &[2, 0, 2], 3, 6)
+            .unwrap()
+            .to_host()
+            .unwrap();
+        assert_eq!(got, via_host, "seed {seed}");
+        assert_eq!(&got[..15], &host[2 * 20..][..15]);
+    }
+    // The map's rows are checked against every source.
+    let small = DeviceTensor::<f32>::zeros(&dev, &[2, 4, 5]).unwrap();
+    let e = gather_rows_map(&small, &map, 1, 4).unwrap_err();
+    assert!(e.to_string().contains("row 2 >= src rows 2"), "{e}");
+}

@@ -309,6 +309,20 @@ fn the_backend_reports_its_dtype_and_rejects_bad_input() {
         )
         .unwrap();
     use transformer_kernels::model::Cols;
+    let table = b
+        .upload(vec![0.5; 4 * 3], &[4, 3], transformer_kernels::DType::F32)
+        .unwrap();
+    let e = b.embedding(&[1, 4], 1, 2, &table, 1.0, 0).unwrap_err();
+    assert!(e.to_string().contains("token id 4"), "{e}");
+    assert!(
+        b.embedding(&[1, 2, 3], 1, 2, &table, 1.0, 0).is_err(),
+        "3 ids for [1, 2]"
+    );
+    // The ids buffer is reused across calls of one size and replaced for another.
+    for ids in [&[1u32, 2][..], &[3, 0], &[2, 2, 1]] {
+        let e = b.embedding(ids, 1, ids.len(), &table, 1.0, 0).unwrap();
+        assert_eq!(b.download(&e).unwrap().len(), ids.len() * 3);
+    }
     assert!(
         b.kv_write(&mut cache, Cols::new(&new, 0, 3), 2).is_err(),
         "past the capacity"

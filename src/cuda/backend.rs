@@ -25,8 +25,10 @@
 //!   positions (a step's k / v columns straight from the fused QKV output).
 //!
 //! Scratch that outlives one call (split-K / split-KV partial sums, the
-//! every-row token mask, the top-k buffers) is kept in the backend and
-//! reused, so a decode step allocates only its activations.
+//! every-row token mask, the top-k buffers, the decoder's ids, the beam
+//! reorder's row map) is kept in the backend and reused, so a decode step
+//! allocates only its activations and uploads only its ids and, when beams
+//! move, one row map.
 //!
 //! Run status: executed on the SIMT emulator (`tests/cuda_model.rs`: token
 //! parity with the CPU reference on the fixture models); not run on a GPU.
@@ -67,6 +69,11 @@ struct Scratch {
     every_row: Option<(Vec<u32>, usize, DeviceTensor<u8>)>,
     /// The last top-k buffers, reused while `(rows, k)` stays.
     topk: Option<TopKBuffers>,
+    /// The last row map of `kv_gather` (one beam reorder applies the same
+    /// map to every layer's K and V: uploaded once per step).
+    row_map: Option<gather_rows::RowMap>,
+    /// The decoder's token ids, reused while their count stays.
+    ids: Option<DeviceTensor<i32>>,
 }
 
 impl<T: DeviceElement> std::fmt::Debug for CudaBackend<T> {
@@ -209,7 +216,48 @@ impl<T: DeviceElement> Backend for CudaBackend<T> {
         scale: f32,
         start: usize,
     ) -> Result<DeviceTensor<T>> {
-        embedding::embedding(ids, rows, seq, table, scale, start)
+        let [vocab, d] = *table.shape() else {
+            return Err(Error::shape(
+                "embedding",
+                "table [vocab, d_model]",
+                fmt_shape(table.shape()),
+            ));
+        };
+        if ids.len() != rows.saturating_mul(seq) {
+            return Err(Error::shape(
+                "embedding",
+                format!("ids [{rows}, {seq}]"),
+                format!("{} ids", ids.len()),
+            ));
+        }
+        if i32::try_from(vocab).is_err() {
+            return Err(Error::invalid(
+                "embedding",
+                format!("vocab = {vocab} does not fit int32 ids"),
+            ));
+        }
+        // Checked here, on the host: the kernel turns a bad id into NaN.
+        if let Some((i, &id)) = ids.iter().enumerate().find(|(_, &id)| id as usize >= vocab) {
+            return Err(Error::invalid(
+                "embedding",
+                format!("token id {id} at index {i} is out of range for vocab_size {vocab}"),
+            ));
+        }
+        let host: Vec<i32> = ids.iter().map(|&id| id as i32).collect();
+        let mut scratch = self.scratch.borrow_mut();
+        // The ids buffer is reused while the count stays (every decode step
+        // of a batch): the copy is queued after the kernels that read it.
+        match &mut scratch.ids {
+            Some(buf) if buf.numel() == host.len() => buf.copy_from_host(&host)?,
+            slot => *slot = Some(DeviceTensor::from_host(&self.device, &host, &[host.len()])?),
+        }
+        let ids_dev = scratch
+            .ids
+            .as_ref()
+            .ok_or_else(|| Error::invalid("embedding", "ids buffer vanished"))?;
+        let mut out = DeviceTensor::zeros(&self.device, &[rows, seq, d])?;
+        embedding::embedding_from_device_ids(ids_dev, rows, seq, table, scale, start, &mut out)?;
+        Ok(out)
     }
 
     fn linear(
@@ -433,6 +481,14 @@ impl<T: DeviceElement> Backend for CudaBackend<T> {
         len: usize,
         cap: usize,
     ) -> Result<DeviceTensor<T>> {
-        gather_rows::gather_rows(cache, rows, len, cap)
+        let mut scratch = self.scratch.borrow_mut();
+        let fresh = scratch.row_map.as_ref().is_none_or(|m| m.rows() != rows);
+        if fresh {
+            scratch.row_map = Some(gather_rows::RowMap::new(&self.device, rows)?);
+        }
+        match &scratch.row_map {
+            Some(map) => gather_rows::gather_rows_map(cache, map, len, cap),
+            None => gather_rows::gather_rows(cache, rows, len, cap),
+        }
     }
 }

@@ -132,6 +132,57 @@ pub fn gather_rows_into<T: DeviceElement>(
     gather_columns_into(src, src_rows, range, cols, dst)
 }
 
+/// A row map on the device with its host copy: upload once, use for every
+/// tensor reordered the same way (beam search reorders 2 × layers KV-cache
+/// tensors per step with one map).
+#[derive(Debug)]
+pub struct RowMap {
+    host: Vec<usize>,
+    device: DeviceTensor<i32>,
+}
+
+impl RowMap {
+    /// Uploads `rows` (each must fit int32).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an index past `int32`; [`Error::Cuda`]
+    /// on allocation or copy failure.
+    pub fn new(device: &std::sync::Arc<super::device::Device>, rows: &[usize]) -> Result<Self> {
+        let m: Vec<i32> = rows
+            .iter()
+            .map(|&r| {
+                i32::try_from(r)
+                    .map_err(|_| Error::invalid(OP, format!("row {r} does not fit int32")))
+            })
+            .collect::<Result<_>>()?;
+        Ok(RowMap {
+            host: rows.to_vec(),
+            device: DeviceTensor::from_host(device, &m, &[m.len()])?,
+        })
+    }
+
+    /// The source row of each destination row.
+    pub fn rows(&self) -> &[usize] {
+        &self.host
+    }
+}
+
+/// [`gather_columns_into`] with a [`RowMap`] already on the device (no
+/// upload; its indices are checked against `src` from the host copy).
+///
+/// # Errors
+/// As [`gather_columns_into`].
+pub fn gather_columns_into_map<T: DeviceElement>(
+    src: &DeviceTensor<T>,
+    map: &RowMap,
+    range: PositionRange,
+    cols: ColumnRange,
+    dst: &mut DeviceTensor<T>,
+) -> Result<()> {
+    same_device(OP, "row map", src.device(), &map.device)?;
+    gather(src, Some((&map.host, Some(&map.device))), range, cols, dst)
+}
+
 /// [`gather_rows_into`] for a block of columns:
 /// `dst[r, dst_at + p, cols.dst + c] = src[map(r), src_at + p, cols.src + c]`
 /// for `p < len`, `c < cols.width` (e.g. the k columns `d..2d` of a fused
@@ -148,6 +199,20 @@ pub fn gather_columns_into<T: DeviceElement>(
     cols: ColumnRange,
     dst: &mut DeviceTensor<T>,
 ) -> Result<()> {
+    gather(src, src_rows.map(|r| (r, None)), range, cols, dst)
+}
+
+/// The checks and the launch: `map` is the host row map and, when it is
+/// already on the device, its device copy (else it is uploaded here).
+fn gather<T: DeviceElement>(
+    src: &DeviceTensor<T>,
+    map: Option<(&[usize], Option<&DeviceTensor<i32>>)>,
+    range: PositionRange,
+    cols: ColumnRange,
+    dst: &mut DeviceTensor<T>,
+) -> Result<()> {
+    let src_rows = map.map(|(h, _)| h);
+    let on_device = map.and_then(|(_, d)| d);
     let device = src.device().clone();
     same_device(OP, "dst", &device, dst)?;
     let (s_rows, s_pos, s_width) = dims3("src", src)?;
@@ -185,7 +250,7 @@ pub fn gather_columns_into<T: DeviceElement>(
             ),
         ));
     }
-    let map: Option<Vec<i32>> = match src_rows {
+    let host_map: Option<Vec<i32>> = match src_rows {
         None if s_rows != d_rows => {
             return Err(Error::shape(
                 OP,
@@ -215,10 +280,11 @@ pub fn gather_columns_into<T: DeviceElement>(
     if d_rows == 0 || len == 0 || cols.width == 0 {
         return Ok(());
     }
-    let map_dev = match &map {
-        Some(m) => Some(DeviceTensor::from_host(&device, m, &[m.len()])?),
-        None => None,
+    let uploaded = match (&host_map, on_device) {
+        (Some(m), None) => Some(DeviceTensor::from_host(&device, m, &[m.len()])?),
+        _ => None,
     };
+    let map_dev = on_device.or(uploaded.as_ref());
     let elem = std::mem::size_of::<T>();
     // Byte offsets and extents; none overflows: each is within a live
     // allocation of the tensor it describes.
@@ -244,9 +310,7 @@ pub fn gather_columns_into<T: DeviceElement>(
     let params = GatherRowsParams {
         src: src_ptr as *const core::ffi::c_void,
         dst: dst_ptr as *mut core::ffi::c_void,
-        src_rows: map_dev
-            .as_ref()
-            .map_or(core::ptr::null(), |m| m.device_ptr() as *const i32),
+        src_rows: map_dev.map_or(core::ptr::null(), |m| m.device_ptr() as *const i32),
         rows: i64_of(OP, "rows", d_rows)?,
         positions: i64_of(OP, "positions", positions)?,
         row_elems: i64_of(OP, "run units", run / unit)?,
@@ -320,6 +384,32 @@ pub unsafe fn launch(device: &Device, unit_bytes: usize, p: GatherRowsParams) ->
     // SAFETY: the caller guarantees the pointers (see `# Safety`); the
     // block size matches the kernel's __launch_bounds__.
     unsafe { device.launch(kernel, shape, &p) }
+}
+
+/// [`gather_rows`] with a [`RowMap`] already on the device.
+///
+/// # Errors
+/// As [`gather_rows`].
+pub fn gather_rows_map<T: DeviceElement>(
+    src: &DeviceTensor<T>,
+    map: &RowMap,
+    len: usize,
+    cap: usize,
+) -> Result<DeviceTensor<T>> {
+    let (_, _, width) = dims3("src", src)?;
+    let mut out = DeviceTensor::zeros(src.device(), &[map.rows().len(), cap, width])?;
+    let range = PositionRange {
+        src_at: 0,
+        dst_at: 0,
+        len,
+    };
+    let cols = ColumnRange {
+        src: 0,
+        dst: 0,
+        width,
+    };
+    gather_columns_into_map(src, map, range, cols, &mut out)?;
+    Ok(out)
 }
 
 /// A `[rows.len(), cap, width]` tensor whose row `r` holds positions

@@ -61,6 +61,7 @@ impl GpuRuntime {
         // as raw addresses in the `unsafe` launch API, whose callers must
         // synchronise their own streams with this one (documented there).
         unsafe { ctx.disable_event_tracking() };
+        keep_freed_memory_pooled(&ctx);
         let stream = ctx.default_stream();
         let mut modules = HashMap::new();
         for &(stem, image, _) in kernels::FATBINS {
@@ -275,6 +276,37 @@ pub fn driver_available() -> Result<()> {
             "the CUDA driver library (libcuda.so) is not installed or not on the loader path"
                 .into(),
         ))
+    }
+}
+
+/// Makes the device's default memory pool keep freed memory instead of
+/// returning it to the driver at every synchronisation (release threshold
+/// 0 by default). cudarc allocates with `cuMemAllocAsync` from that pool
+/// when the device supports it, and the model's decode loop allocates and
+/// frees the same activation sizes every step, each step ending with a
+/// synchronising top-k download: with the threshold at its maximum those
+/// allocations are served from the pool (as PyTorch's caching allocator
+/// does). Best effort: a driver without memory pools keeps its default,
+/// which is only slower, so errors are ignored. Compiled, not yet run on a
+/// GPU.
+fn keep_freed_memory_pooled(ctx: &CudaContext) {
+    use cudarc::driver::sys;
+    if !ctx.has_async_alloc() {
+        return;
+    }
+    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    let mut threshold: u64 = u64::MAX;
+    // SAFETY: `pool` is a valid out-pointer; the device handle comes from a
+    // live context; the attribute takes a pointer to a u64 (cuuint64_t).
+    unsafe {
+        if sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) == sys::CUresult::CUDA_SUCCESS
+        {
+            let _ = sys::cuMemPoolSetAttribute(
+                pool,
+                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                (&mut threshold as *mut u64).cast(),
+            );
+        }
     }
 }
 
