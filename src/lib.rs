@@ -25,6 +25,7 @@
 //! statically); the README's status table is kept current.
 
 pub mod activation;
+pub mod capi;
 pub mod cpu;
 pub mod cuda;
 pub mod dtype;
@@ -32,6 +33,7 @@ pub mod error;
 pub mod model;
 pub mod ops;
 pub mod tokenizer;
+pub mod translator;
 
 pub use activation::Activation;
 pub use dtype::{DType, Element};

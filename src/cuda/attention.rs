@@ -448,7 +448,7 @@ fn check_dims(dims: AttentionDims) -> Result<()> {
 }
 
 /// `(splits, keys per split)`: whole 128-key chunks per split, no empty split.
-fn split_keys(plan: AttentionPlan, k_len: usize) -> Result<(u32, i32)> {
+pub(crate) fn split_keys(plan: AttentionPlan, k_len: usize) -> Result<(u32, i32)> {
     if plan.splits == 0 || plan.splits > MAX_SPLITS {
         return Err(Error::invalid(
             OP,
