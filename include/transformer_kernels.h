@@ -174,6 +174,38 @@ TkStatus tk_linear(const TkDevice *dev, int32_t dtype, const LinearParams *p);
 // As [`tk_layer_norm`], for `AttentionParams`.
 TkStatus tk_attention(const TkDevice *dev, int32_t dtype, const AttentionParams *p);
 
+// `out[t] = table[ids[t]] · scale + sinusoid(position)` (params.h
+// `EmbeddingParams`); an id outside `[0, vocab)` gives a row of NaN.
+//
+// # Safety
+// As [`tk_layer_norm`], for `EmbeddingParams`.
+TkStatus tk_embedding(const TkDevice *dev, int32_t dtype, const EmbeddingParams *p);
+
+// The logits step (params.h `LogitsParams`): log-softmax, masks and the
+// `k` best ids per row (`k` up to 32).
+//
+// # Safety
+// As [`tk_layer_norm`], for `LogitsParams`.
+TkStatus tk_logits(const TkDevice *dev, int32_t dtype, const LogitsParams *p);
+
+// `out = act(x + bias)` (params.h `BiasActivationParams`); `activation` a
+// `TkActivation` (0 relu, 1 gelu, 2 gelu_tanh, 3 swish).
+//
+// # Safety
+// As [`tk_layer_norm`], for `BiasActivationParams`.
+TkStatus tk_bias_activation(const TkDevice *dev,
+                            int32_t dtype,
+                            int32_t activation,
+                            const BiasActivationParams *p);
+
+// Row gather (params.h `GatherRowsParams`: KV-cache writes and beam
+// reorders) in units of `unit_bytes` (16, 4 or 2; every address, stride
+// and run must be a multiple of it).
+//
+// # Safety
+// As [`tk_layer_norm`], for `GatherRowsParams`.
+TkStatus tk_gather_rows(const TkDevice *dev, size_t unit_bytes, const GatherRowsParams *p);
+
 // Loads the Hugging Face Marian checkpoint in `model_dir` on `device`
 // (`"cpu"`, `"cuda"`, `"cuda:N"`, `"emu"` or `"auto"`) with storage
 // `dtype` (`"f32"`, `"f16"`, `"bf16"`, or NULL for the checkpoint's own

@@ -184,3 +184,115 @@ fn the_c_example_engine_runs_kernels_translates_and_reports_errors() {
         assert!(stdout.contains("0 failed"), "{stdout}");
     }
 }
+
+/// The error contract, called from Rust: NULL handles and pointers, a bad
+/// dtype, an unknown device, memory not from tk_malloc, out-of-range
+/// copies: each a status with a message naming the problem, never a crash.
+#[test]
+fn bad_arguments_give_status_codes_and_messages() {
+    use std::ffi::{CStr, CString};
+    use std::ptr::{null, null_mut};
+    use transformer_kernels::capi::*;
+    let last = || {
+        unsafe { CStr::from_ptr(tk_last_error()) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    unsafe {
+        let mut dev: *mut TkDevice = null_mut();
+        assert_eq!(
+            tk_device_open_emulator(null_mut()),
+            TkStatus::InvalidArgument
+        );
+        assert!(last().contains("out is NULL"), "{}", last());
+        assert_eq!(tk_device_open(-1, &mut dev), TkStatus::InvalidArgument);
+        assert_eq!(tk_device_open_emulator(&mut dev), TkStatus::Ok);
+        assert_eq!(tk_device_is_emulator(dev), 1);
+        assert!(
+            tk_device_stream(dev).is_null(),
+            "the emulator has no CUstream"
+        );
+        assert_eq!(tk_layer_norm(dev, 7, null()), TkStatus::InvalidArgument);
+        assert_eq!(tk_layer_norm(null(), 0, null()), TkStatus::InvalidArgument);
+        assert!(last().contains("device is NULL"), "{}", last());
+        let mut p: *mut std::ffi::c_void = null_mut();
+        assert_eq!(tk_malloc(dev, 64, &mut p), TkStatus::Ok);
+        let host = [1u8; 64];
+        assert_eq!(
+            tk_memcpy_htod(dev, p, host.as_ptr().cast(), 64),
+            TkStatus::Ok
+        );
+        assert_eq!(
+            tk_memcpy_htod(dev, p, host.as_ptr().cast(), 65),
+            TkStatus::InvalidArgument,
+            "one byte past the allocation"
+        );
+        assert!(last().contains("not inside an allocation"), "{}", last());
+        let mut back = [0u8; 64];
+        assert_eq!(
+            tk_memcpy_dtoh(dev, back.as_mut_ptr().cast(), p, 64),
+            TkStatus::Ok
+        );
+        assert_eq!(back, host);
+        assert_eq!(
+            tk_free(dev, back.as_mut_ptr().cast()),
+            TkStatus::InvalidArgument
+        );
+        assert_eq!(tk_free(dev, p), TkStatus::Ok);
+        assert_eq!(tk_free(dev, null_mut()), TkStatus::Ok);
+        tk_device_free(dev);
+        tk_device_free(null_mut());
+
+        let mut tr: *mut TkTranslator = null_mut();
+        let model = CString::new(root().join(MODEL).to_str().unwrap()).unwrap();
+        let bad_device = CString::new("tpu").unwrap();
+        assert_eq!(
+            tk_translator_new(model.as_ptr(), bad_device.as_ptr(), null(), &mut tr),
+            TkStatus::InvalidArgument
+        );
+        assert!(last().contains("tpu"), "{}", last());
+        let cpu = CString::new("cpu").unwrap();
+        let bf16 = CString::new("bf16").unwrap();
+        assert_eq!(
+            tk_translator_new(model.as_ptr(), cpu.as_ptr(), bf16.as_ptr(), &mut tr),
+            TkStatus::InvalidArgument,
+            "16-bit storage on the CPU"
+        );
+        assert_eq!(
+            tk_translator_new(model.as_ptr(), cpu.as_ptr(), null(), &mut tr),
+            TkStatus::Ok
+        );
+        let mut out: *mut TkTranslations = null_mut();
+        let blank = CString::new("   ").unwrap();
+        let sentences = [blank.as_ptr()];
+        assert_eq!(
+            tk_translate_batch(tr, sentences.as_ptr(), 1, null(), &mut out),
+            TkStatus::Ok
+        );
+        assert_eq!(tk_translations_count(out), 1);
+        assert_eq!(CStr::from_ptr(tk_translations_get(out, 0)).to_bytes(), b"");
+        assert!(tk_translations_get(out, 1).is_null());
+        tk_translations_free(out);
+        let bad_utf8 = [0xffu8, 0xfe, 0];
+        let sentences = [bad_utf8.as_ptr().cast()];
+        assert_eq!(
+            tk_translate_batch(tr, sentences.as_ptr(), 1, null(), &mut out),
+            TkStatus::InvalidArgument
+        );
+        assert!(last().contains("sentences[0] is not UTF-8"), "{}", last());
+        let zero_beam = TkTranslateOptions {
+            beam_size: 0,
+            max_length: 0,
+            batch_size: 0,
+        };
+        assert_eq!(
+            tk_translate_batch(tr, null(), 0, &zero_beam, &mut out),
+            TkStatus::Ok,
+            "no sentences"
+        );
+        assert_eq!(tk_translations_count(out), 0);
+        tk_translations_free(out);
+        tk_translator_free(tr);
+        tk_translator_free(null_mut());
+    }
+}

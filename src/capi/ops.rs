@@ -8,8 +8,11 @@ use super::device::device_of;
 use super::{guard, non_null, TkDevice, TkStatus};
 use crate::cuda::attention::{self, AttentionKernel, TENSOR_CORE_HEAD_DIMS};
 use crate::cuda::linear;
-use crate::cuda::params::{AttentionParams, LayerNormParams, LinearParams};
-use crate::{DType, Error};
+use crate::cuda::params::{
+    AttentionParams, BiasActivationParams, EmbeddingParams, GatherRowsParams, LayerNormParams,
+    LinearParams, LogitsParams,
+};
+use crate::{Activation, DType, Error};
 
 /// A `TkDType` of params.h (0 f32, 1 f16, 2 bf16).
 fn dtype_of(d: i32) -> crate::Result<DType> {
@@ -145,5 +148,95 @@ pub unsafe extern "C" fn tk_attention(
         p.keys_per_split = per;
         // SAFETY: the caller guarantees the pointers (see # Safety).
         unsafe { attention::launch(&d.device, dtype, plan, p) }
+    })
+}
+
+/// `out[t] = table[ids[t]] · scale + sinusoid(position)` (params.h
+/// `EmbeddingParams`); an id outside `[0, vocab)` gives a row of NaN.
+///
+/// # Safety
+/// As [`tk_layer_norm`], for `EmbeddingParams`.
+#[no_mangle]
+pub unsafe extern "C" fn tk_embedding(
+    dev: *const TkDevice,
+    dtype: i32,
+    p: *const EmbeddingParams,
+) -> TkStatus {
+    guard(|| {
+        let d = device_of(dev)?;
+        non_null(p, "params")?;
+        // SAFETY: non-null; the caller guarantees the pointers.
+        unsafe { crate::cuda::embedding::launch(&d.device, dtype_of(dtype)?, *p) }
+    })
+}
+
+/// The logits step (params.h `LogitsParams`): log-softmax, masks and the
+/// `k` best ids per row (`k` up to 32).
+///
+/// # Safety
+/// As [`tk_layer_norm`], for `LogitsParams`.
+#[no_mangle]
+pub unsafe extern "C" fn tk_logits(
+    dev: *const TkDevice,
+    dtype: i32,
+    p: *const LogitsParams,
+) -> TkStatus {
+    guard(|| {
+        let d = device_of(dev)?;
+        non_null(p, "params")?;
+        // SAFETY: non-null; the caller guarantees the pointers.
+        unsafe { crate::cuda::logits::launch(&d.device, dtype_of(dtype)?, *p) }
+    })
+}
+
+/// `out = act(x + bias)` (params.h `BiasActivationParams`); `activation` a
+/// `TkActivation` (0 relu, 1 gelu, 2 gelu_tanh, 3 swish).
+///
+/// # Safety
+/// As [`tk_layer_norm`], for `BiasActivationParams`.
+#[no_mangle]
+pub unsafe extern "C" fn tk_bias_activation(
+    dev: *const TkDevice,
+    dtype: i32,
+    activation: i32,
+    p: *const BiasActivationParams,
+) -> TkStatus {
+    guard(|| {
+        let d = device_of(dev)?;
+        non_null(p, "params")?;
+        let act = match activation {
+            0 => Activation::Relu,
+            1 => Activation::Gelu,
+            2 => Activation::GeluTanh,
+            3 => Activation::Swish,
+            other => {
+                return Err(Error::invalid(
+                    "tk_bias_activation",
+                    format!("activation {other} (expected a TkActivation, 0..=3)"),
+                ))
+            }
+        };
+        // SAFETY: non-null; the caller guarantees the pointers.
+        unsafe { crate::cuda::bias_activation::launch(&d.device, dtype_of(dtype)?, act, *p) }
+    })
+}
+
+/// Row gather (params.h `GatherRowsParams`: KV-cache writes and beam
+/// reorders) in units of `unit_bytes` (16, 4 or 2; every address, stride
+/// and run must be a multiple of it).
+///
+/// # Safety
+/// As [`tk_layer_norm`], for `GatherRowsParams`.
+#[no_mangle]
+pub unsafe extern "C" fn tk_gather_rows(
+    dev: *const TkDevice,
+    unit_bytes: usize,
+    p: *const GatherRowsParams,
+) -> TkStatus {
+    guard(|| {
+        let d = device_of(dev)?;
+        non_null(p, "params")?;
+        // SAFETY: non-null; the caller guarantees the pointers.
+        unsafe { crate::cuda::gather_rows::launch(&d.device, unit_bytes, *p) }
     })
 }
