@@ -23,10 +23,11 @@
 #       6. a short table last: test and verify status, ours vs PyTorch at the largest shapes.
 #     Logs and CSVs go to $OUT (if set, e.g. by the device runner) or device-pack/out;
 #     $OUT/status.txt gets one line per step as soon as the step ends (read it if the
-#     run is cut short). Exit status: non-zero when a test, verify or bench failed or
-#     timed out (PyTorch is informative).
+#     run is cut short). Exit status: non-zero when a test, verify, bench or our e2e run
+#     failed or timed out (PyTorch and Hugging Face are informative).
 #     The criterion benches are packed too (bin names convert, layer_norm, embedding, logits,
-#     bias_activation, linear, attention under the unpacked benches/); run one by hand with `<bin> --bench`.
+#     bias_activation, linear, attention, gather_rows under the unpacked benches/); run one
+#     by hand with `<bin> --bench`.
 #
 # Device budget (why the limits below are what they are): one device command may run
 # at most 600 s, and a session's whole device time (machine start, every command, idle
@@ -130,7 +131,7 @@ summary() {
     if [ "$FAILED" != 0 ]; then
         echo "device check: FAILED (see $OUTDIR)"
     else
-        echo "device check: tests, verify and bench passed"
+        echo "device check: tests, verify, bench and e2e passed (those that ran)"
     fi
 }
 

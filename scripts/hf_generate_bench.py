@@ -37,7 +37,8 @@ def main() -> int:
 
     dtype = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[a.dtype]
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    model = MarianMTModel.from_pretrained(a.model, dtype=dtype).to(dev).eval()
+    # .to(dtype) as well: older transformers name the load argument torch_dtype.
+    model = MarianMTModel.from_pretrained(a.model).to(device=dev, dtype=dtype).eval()
     base = GenerationConfig.from_pretrained(a.model)
     pad = model.config.pad_token_id
     with open(a.ids) as f:
@@ -93,6 +94,10 @@ def main() -> int:
             for beam, batch, n, toks, secs in rows:
                 w.writerow(["hf", a.dtype, beam, batch, n, toks, f"{secs:.6f}"])
     if a.compare:
+        import os
+        if not os.path.exists(a.compare):
+            print(f"no {a.compare} (our run did not finish): no ratio")
+            return 0
         ours = {}
         with open(a.compare) as f:
             for r in csv.DictReader(f):

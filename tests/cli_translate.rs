@@ -431,3 +431,30 @@ fn output_and_language_are_checked_before_translating() {
         assert_clean_failure(&out, &[mention]);
     }
 }
+
+/// `--output` naming the `--input` file is refused before anything is
+/// written: the input survives.
+#[test]
+fn output_over_the_input_is_refused_and_the_input_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lines.txt");
+    std::fs::write(&file, "A dog runs.\n").unwrap();
+    let f = file.to_str().unwrap();
+    let model = fixture_dir(MODELS[0]);
+    let out = run(
+        &[
+            "translate",
+            "--device",
+            "cpu",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            f,
+            "--output",
+            f,
+        ],
+        None,
+    );
+    assert_clean_failure(&out, &["is the --input file"]);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "A dog runs.\n");
+}

@@ -154,6 +154,18 @@ fn print_row(r: &Row) {
 
 /// Runs `bench`.
 pub fn run(args: Args) -> Result<()> {
+    let m = &args.model_args;
+    if args.model.is_none()
+        && (m.input.is_some()
+            || m.ids_out.is_some()
+            || m.limit.is_some()
+            || m.backend != super::bench_model::ModelBackend::Cuda)
+    {
+        return Err(Error::invalid(
+            "bench",
+            "--input, --ids-out, --limit and --backend apply to `bench --model DIR` (the end-to-end bench)",
+        ));
+    }
     if let Some(dir) = &args.model {
         return super::bench_model::run(
             dir,

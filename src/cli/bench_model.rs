@@ -64,8 +64,8 @@ pub struct ModelArgs {
     pub ids_out: Option<PathBuf>,
     /// Decode steps timed at batch 1 (after 4 untimed ones; capped by the
     /// model's max_position_embeddings).
-    #[arg(long, default_value_t = 32)]
-    pub steps: usize,
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub steps: u32,
 }
 
 /// One measured configuration.
@@ -101,31 +101,74 @@ pub fn run(
     ordinal: usize,
     csv: Option<&Path>,
 ) -> Result<()> {
+    // Everything that can fail for the whole run is checked before any
+    // work: flags, model directory, device, output files.
     let input = a.input.as_deref().ok_or_else(|| {
         Error::invalid(
             "bench",
             "--model needs --input FILE (sentences, one per line)",
         )
     })?;
-    if a.batch_size.contains(&0) || a.beam.contains(&0) {
+    if a.batch_size.contains(&0) || a.beam.contains(&0) || a.limit == Some(0) {
         return Err(Error::invalid(
             "bench",
-            "--batch-size and --beam must be at least 1",
+            "--batch-size, --beam and --limit must be at least 1",
         ));
     }
-    let text = std::fs::read_to_string(input).map_err(|e| Error::io(input, e))?;
+    if !dir.is_dir() {
+        return Err(Error::io(
+            dir,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "model directory not found"),
+        ));
+    }
+    let device = match a.backend {
+        ModelBackend::Cpu => None,
+        ModelBackend::Emu => Some(Device::emulator()?),
+        ModelBackend::Cuda => Some(Device::open(ordinal).map_err(|e| match e {
+            Error::NoCuda(why) => Error::NoCuda(format!(
+                "{why}; `bench --model` with --backend cpu or emu runs without a GPU"
+            )),
+            other => other,
+        })?),
+    };
+    if let Some(path) = csv {
+        write_csv(path, &[], &[])?;
+    }
+    let bytes = std::fs::read(input).map_err(|e| Error::io(input, e))?;
     let tok = MarianTokenizer::from_dir(dir)?;
+    let max_src = ModelConfig::from_file(&dir.join("config.json"))?.max_position_embeddings;
     let mut sources: Vec<Vec<u32>> = Vec::new();
-    for line in text.lines().take(a.limit.unwrap_or(usize::MAX)) {
-        if !tok.is_blank_source(line)? {
-            sources.push(tok.encode_source(line)?);
+    let mut skipped = 0;
+    for line in bytes
+        .split(|&b| b == b'\n')
+        .take(a.limit.unwrap_or(usize::MAX))
+    {
+        // Lines translate would refuse (not UTF-8, too long) are skipped and counted.
+        let Ok(line) = std::str::from_utf8(line) else {
+            skipped += 1;
+            continue;
+        };
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if tok.is_blank_source(line)? {
+            continue;
         }
+        let ids = tok.encode_source(line)?;
+        if ids.len() > max_src {
+            skipped += 1;
+            continue;
+        }
+        sources.push(ids);
     }
     if sources.is_empty() {
         return Err(Error::invalid(
             "bench",
-            format!("{} holds no sentence", input.display()),
+            format!("{} holds no sentence the model can take", input.display()),
         ));
+    }
+    if skipped > 0 {
+        eprintln!(
+            "note: bench: {skipped} line(s) skipped (not UTF-8, or more source tokens than max_position_embeddings {max_src})"
+        );
     }
     sources.sort_by_key(Vec::len);
     if let Some(path) = &a.ids_out {
@@ -150,105 +193,98 @@ pub fn run(
     } else {
         dtypes.to_vec()
     };
-    match a.backend {
-        ModelBackend::Cpu => {
+    let mut out = Out {
+        rows: &mut rows,
+        steps: &mut steps,
+        csv,
+    };
+    match device {
+        None => {
             let model = MarianModel::load(Cpu, dir)?;
-            measure(
-                &model,
-                "cpu",
-                DType::F32,
-                None,
-                dir,
-                &sources,
-                a,
-                &mut rows,
-                &mut steps,
-            )?;
-        }
-        ModelBackend::Cuda | ModelBackend::Emu => {
-            let device = match a.backend {
-                ModelBackend::Emu => Device::emulator()?,
-                _ => Device::open(ordinal).map_err(|e| match e {
-                    Error::NoCuda(why) => Error::NoCuda(format!(
-                        "{why}; `bench --model` with --backend cpu or emu runs without a GPU"
-                    )),
-                    other => other,
-                })?,
+            let on = On {
+                label: "cpu",
+                dtype: DType::F32,
+                device: None,
             };
+            measure(&model, on, dir, &sources, a, &mut out)?;
+        }
+        Some(device) => {
             let label = match a.backend {
                 ModelBackend::Emu => "emu",
                 _ => "cuda",
             };
             println!("device: {}", device.name());
             for dtype in dtypes {
+                let on = On {
+                    label,
+                    dtype,
+                    device: Some(&device),
+                };
                 match dtype {
-                    DType::F32 => {
-                        let m = MarianModel::load(CudaBackend::<f32>::new(device.clone()), dir)?;
-                        measure(
-                            &m,
-                            label,
-                            dtype,
-                            Some(&device),
-                            dir,
-                            &sources,
-                            a,
-                            &mut rows,
-                            &mut steps,
-                        )?;
-                    }
-                    DType::F16 => {
-                        let m =
-                            MarianModel::load(CudaBackend::<half::f16>::new(device.clone()), dir)?;
-                        measure(
-                            &m,
-                            label,
-                            dtype,
-                            Some(&device),
-                            dir,
-                            &sources,
-                            a,
-                            &mut rows,
-                            &mut steps,
-                        )?;
-                    }
-                    DType::BF16 => {
-                        let m =
-                            MarianModel::load(CudaBackend::<half::bf16>::new(device.clone()), dir)?;
-                        measure(
-                            &m,
-                            label,
-                            dtype,
-                            Some(&device),
-                            dir,
-                            &sources,
-                            a,
-                            &mut rows,
-                            &mut steps,
-                        )?;
-                    }
+                    DType::F32 => measure_on::<f32>(on, dir, &sources, a, &mut out)?,
+                    DType::F16 => measure_on::<half::f16>(on, dir, &sources, a, &mut out)?,
+                    DType::BF16 => measure_on::<half::bf16>(on, dir, &sources, a, &mut out)?,
                 }
             }
         }
     }
-    if let Some(path) = csv {
-        write_csv(path, &rows, &steps)?;
-    }
     Ok(())
 }
 
-/// Times generation and the decode step of `model`, printing each row.
-#[allow(clippy::too_many_arguments)] // one call site; the rows it fills
-fn measure<B: Backend>(
-    model: &MarianModel<B>,
-    backend: &'static str,
+/// Where measurements go: the rows so far, rewritten to the CSV after each
+/// one (a run cut short keeps what it measured).
+struct Out<'a> {
+    rows: &'a mut Vec<Row>,
+    steps: &'a mut Vec<StepRow>,
+    csv: Option<&'a Path>,
+}
+
+impl Out<'_> {
+    fn flush(&self) -> Result<()> {
+        match self.csv {
+            Some(path) => write_csv(path, self.rows, self.steps),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What a measurement runs on, for its rows.
+#[derive(Clone, Copy)]
+struct On<'a> {
+    label: &'static str,
     dtype: DType,
-    device: Option<&Arc<Device>>,
+    device: Option<&'a Arc<Device>>,
+}
+
+/// Loads the model on the CUDA backend in storage `T` and measures it.
+fn measure_on<T: transformer_kernels::cuda::DeviceElement>(
+    on: On<'_>,
     dir: &Path,
     sources: &[Vec<u32>],
     a: &ModelArgs,
-    rows: &mut Vec<Row>,
-    steps: &mut Vec<StepRow>,
+    out: &mut Out<'_>,
 ) -> Result<()> {
+    let device = on
+        .device
+        .ok_or_else(|| Error::invalid("bench", "the CUDA backend needs a device"))?;
+    let model = MarianModel::load(CudaBackend::<T>::new(device.clone()), dir)?;
+    measure(&model, on, dir, sources, a, out)
+}
+
+/// Times generation and the decode step of `model`, printing each row.
+fn measure<B: Backend>(
+    model: &MarianModel<B>,
+    on: On<'_>,
+    dir: &Path,
+    sources: &[Vec<u32>],
+    a: &ModelArgs,
+    out: &mut Out<'_>,
+) -> Result<()> {
+    let On {
+        label: backend,
+        dtype,
+        device,
+    } = on;
     let base = GenerationConfig::from_model_dir(dir, model.config())?;
     println!(
         "{:<5} {:<5} {:>4} {:>6} {:>9} {:>9} {:>9} {:>11} {:>11}",
@@ -289,10 +325,11 @@ fn measure<B: Backend>(
                 row.sentences as f64 / row.seconds,
                 row.tokens as f64 / row.seconds
             );
-            rows.push(row);
+            out.rows.push(row);
+            out.flush()?;
         }
     }
-    let step = decode_step_seconds(model, &sources[0], a.steps)?;
+    let step = decode_step_seconds(model, &sources[0], a.steps as usize)?;
     let weight_bytes = step_weight_elements(model.config()) * dtype.size_in_bytes() as u64;
     let copy_gbps = device.map(copy_gbps).transpose()?;
     let floor_seconds = copy_gbps.map(|g| weight_bytes as f64 / (g * 1e9));
@@ -309,7 +346,7 @@ fn measure<B: Backend>(
         "decode step, batch 1 ({backend} {dtype}): {:.3} ms; physical floor {floor}",
         step * 1e3
     );
-    steps.push(StepRow {
+    out.steps.push(StepRow {
         backend,
         dtype,
         seconds: step,
@@ -317,7 +354,7 @@ fn measure<B: Backend>(
         weight_bytes,
         copy_gbps,
     });
-    Ok(())
+    out.flush()
 }
 
 /// Mean wall seconds of one greedy decode step (batch 1) on `src`.

@@ -113,6 +113,7 @@ pub fn run(args: Args) -> Result<()> {
         None => super::demo_model::demo_model_dir()?,
     };
     check_model_dir(&dir)?;
+    check_input_is_not_output(args.input.as_deref(), args.output.as_deref())?;
     let hint = format!("; try a smaller --batch-size (now {})", args.batch_size);
     let with_hint = |e: Error| match e {
         Error::OutOfMemory { device, bytes, .. } => Error::OutOfMemory {
@@ -178,8 +179,14 @@ fn resolve_device(args: &Args, dir: &Path) -> Result<Target> {
         DeviceChoice::Emu => Ok(Target::Device(Device::emulator()?, dtype()?)),
         DeviceChoice::Auto => match Device::open(0) {
             Ok(device) => Ok(Target::Device(device, dtype()?)),
-            // No driver or no device: the CPU, silently (the common case).
-            Err(Error::NoCuda(_)) => Ok(Target::Cpu),
+            // No driver or no device: the CPU, silently (the common case),
+            // unless a 16-bit --dtype was asked for: it cannot apply there.
+            Err(Error::NoCuda(why)) => {
+                if let Some(d) = args.dtype.filter(|&d| d != DType::F32) {
+                    eprintln!("note: --device auto: no GPU ({why}); running on the CPU reference in f32, --dtype {d} does not apply");
+                }
+                Ok(Target::Cpu)
+            }
             // A GPU is there but cannot run this build: say so once.
             Err(e) => {
                 eprintln!("note: --device auto: not using the GPU ({e}); running on the CPU reference");
@@ -423,6 +430,28 @@ fn progress_bar(total: u64) -> ProgressBar {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     pb
+}
+
+/// `--output` naming the `--input` file would truncate it before it is
+/// read: an error, before anything is opened for writing.
+fn check_input_is_not_output(input: Option<&Path>, output: Option<&Path>) -> Result<()> {
+    let (Some(i), Some(o)) = (input, output) else {
+        return Ok(());
+    };
+    let same = match (std::fs::canonicalize(i), std::fs::canonicalize(o)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Err(Error::invalid(
+            "translate",
+            format!(
+                "--output {} is the --input file: writing would erase the input before it is read",
+                o.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A clear error when the model directory is absent.

@@ -21,7 +21,8 @@ pub struct Args {
     /// Only these ops (comma-separated): convert (N), layer_norm
     /// (ROWSxHIDDEN), embedding (BATCHxSEQxD_MODELxVOCABxOFFSET), logits
     /// (ROWSxVOCABxK), bias_activation (ROWSxCOLS), linear (MxNxK),
-    /// attention (BATCHxHEADSxQ_LENxK_LENxHEAD_DIM); all when absent.
+    /// attention (BATCHxHEADSxQ_LENxK_LENxHEAD_DIM), gather_rows
+    /// (ROWSxPOSITIONSxLENxWIDTH, variant reorder or write); all when absent.
     #[arg(long, value_delimiter = ',')]
     op: Vec<String>,
     /// One shape for the op of `--op` (dimensions joined by `x`; what they

@@ -26,9 +26,13 @@
 //!
 //! Scratch that outlives one call (split-K / split-KV partial sums, the
 //! every-row token mask, the top-k buffers, the decoder's ids, the beam
-//! reorder's row map) is kept in the backend and reused, so a decode step
-//! allocates only its activations and uploads only its ids and, when beams
-//! move, one row map.
+//! reorder's row map) is kept in the backend and reused. A decode step
+//! still allocates (from the device's memory pool) its activations and,
+//! when beam search reorders rows, a new zero-filled `[rows, cap, d_model]`
+//! buffer per layer's K and V (the copy itself moves only the valid
+//! positions); a step with per-row masks also uploads a `[rows, vocab]`
+//! byte mask. A fixed-buffer step (double-buffered caches, no allocation)
+//! is not built yet.
 //!
 //! Run status: executed on the SIMT emulator (`tests/cuda_model.rs`: token
 //! parity with the CPU reference on the fixture models); not run on a GPU.

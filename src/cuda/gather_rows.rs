@@ -414,7 +414,8 @@ pub fn gather_rows_map<T: DeviceElement>(
 
 /// A `[rows.len(), cap, width]` tensor whose row `r` holds positions
 /// `0..len` of `src` row `rows[r]` (zeros past `len`): the KV cache's
-/// reorder / drop / grow in one allocation and one launch.
+/// reorder / drop / grow in one allocation (zero-filled whole) and one
+/// launch that copies only the `len` valid positions.
 ///
 /// # Errors
 /// As [`gather_rows_into`]; [`Error::Cuda`] when the allocation fails.

@@ -128,7 +128,8 @@ pub(crate) fn check_scores(ids: &[u32], scores: &[f32], step: usize, row: usize)
                 "generate",
                 format!(
                     "the decoder produced a NaN score (token {token}, decoder row {row}, step {step}): \
-                     the model's activations overflowed or the weights are corrupt"
+                     the model's activations overflowed or the weights are corrupt \
+                     (with f16 storage values past 65504 overflow: bf16 or f32 keep them)"
                 ),
             ))
         }
