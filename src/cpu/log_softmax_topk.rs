@@ -49,6 +49,31 @@ fn check_ids(list: &[u32], vocab: usize, what: &str) -> Result<()> {
     }
 }
 
+/// Checks a [`TokenMask`] for `rows` rows of `vocab` ids (every backend's
+/// `log_softmax_topk` runs it first).
+///
+/// Errors: [`Error::Shape`] if `mask.per_row` / `mask.only` are neither
+/// empty nor `[rows]`; [`Error::InvalidArgument`] for an id `>= vocab`.
+pub fn check_mask(mask: &TokenMask, rows: usize, vocab: usize) -> Result<()> {
+    for (what, n) in [("per_row", mask.per_row.len()), ("only", mask.only.len())] {
+        if n != 0 && n != rows {
+            return Err(Error::shape(
+                OP,
+                format!("mask.{what} [0] or [{rows}]"),
+                format!("mask.{what} [{n}]"),
+            ));
+        }
+    }
+    check_ids(&mask.every_row, vocab, "mask.every_row")?;
+    for list in &mask.per_row {
+        check_ids(list, vocab, "mask.per_row")?;
+    }
+    for list in mask.only.iter().flatten() {
+        check_ids(list, vocab, "mask.only")?;
+    }
+    Ok(())
+}
+
 /// The logits step over `logits` `[rows, vocab]` (f32, row-major): see
 /// [`crate::model::backend::Backend::log_softmax_topk`] for the semantics
 /// (log-softmax of the unmasked row, masked ids at `-inf`, ranking by the
@@ -69,22 +94,7 @@ pub fn log_softmax_topk(
     k: usize,
 ) -> Result<TopK> {
     crate::cpu::logits::check_rows_vocab_k(OP, logits.len(), rows, vocab, k)?;
-    for (what, n) in [("per_row", mask.per_row.len()), ("only", mask.only.len())] {
-        if n != 0 && n != rows {
-            return Err(Error::shape(
-                OP,
-                format!("mask.{what} [0] or [{rows}]"),
-                format!("mask.{what} [{n}]"),
-            ));
-        }
-    }
-    check_ids(&mask.every_row, vocab, "mask.every_row")?;
-    for list in &mask.per_row {
-        check_ids(list, vocab, "mask.per_row")?;
-    }
-    for list in mask.only.iter().flatten() {
-        check_ids(list, vocab, "mask.only")?;
-    }
+    check_mask(mask, rows, vocab)?;
 
     let mut out = TopK {
         rows,

@@ -134,17 +134,6 @@ impl<T: DeviceElement> CudaBackend<T> {
     }
 }
 
-/// `Error::InvalidArgument` for an id of `list` at or past `vocab`.
-fn check_ids(list: &[u32], vocab: usize, what: &str) -> Result<()> {
-    match list.iter().find(|&&id| id as usize >= vocab) {
-        None => Ok(()),
-        Some(id) => Err(Error::invalid(
-            "log_softmax_topk",
-            format!("{what}: token id {id} >= vocab {vocab}"),
-        )),
-    }
-}
-
 /// `(rows, seq, width)` of a 3-D tensor.
 fn dims3<T: DeviceElement>(op: &'static str, t: &DeviceTensor<T>) -> Result<(usize, usize, usize)> {
     match *t.shape() {
@@ -377,22 +366,7 @@ impl<T: DeviceElement> Backend for CudaBackend<T> {
                 format!("k = {k} must be in 1..=vocab ({vocab})"),
             ));
         }
-        for (what, n) in [("per_row", mask.per_row.len()), ("only", mask.only.len())] {
-            if n != 0 && n != rows {
-                return Err(Error::shape(
-                    OP,
-                    format!("mask.{what} [0] or [{rows}]"),
-                    format!("mask.{what} [{n}]"),
-                ));
-            }
-        }
-        check_ids(&mask.every_row, vocab, "mask.every_row")?;
-        for list in &mask.per_row {
-            check_ids(list, vocab, "mask.per_row")?;
-        }
-        for list in mask.only.iter().flatten() {
-            check_ids(list, vocab, "mask.only")?;
-        }
+        cpu::log_softmax_topk::check_mask(mask, rows, vocab)?;
         if k > logits::MAX_K {
             // Wider than the kernel's compile-time top-k: the reference
             // op on the downloaded rows (same semantics; beams > 16 only).

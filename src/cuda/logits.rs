@@ -183,6 +183,35 @@ impl TopKBuffers {
     }
 }
 
+/// `k` (the top-k buffers') in `1..=min(MAX_K, vocab)`, and the buffers
+/// sized for `rows` on `device`.
+fn check_topk_buffers(
+    op: &'static str,
+    device: &Arc<Device>,
+    rows: usize,
+    vocab: usize,
+    out: &TopKBuffers,
+) -> Result<()> {
+    let k = out.k;
+    if k == 0 || k > MAX_K || k > vocab {
+        return Err(Error::invalid(
+            op,
+            format!(
+                "k = {k} must be in 1..={} (vocab {vocab})",
+                MAX_K.min(vocab)
+            ),
+        ));
+    }
+    if out.rows != rows {
+        return Err(Error::shape(
+            op,
+            format!("top-k buffers [{rows}, {k}]"),
+            format!("top-k buffers [{}, {k}]", out.rows),
+        ));
+    }
+    same_device(op, "top-k buffers", device, &out.log_probs)
+}
+
 /// One decoder step's logits processing, with the top-k copied to the host.
 ///
 /// - `logits`: `[rows, vocab]` (the output projection `h · sharedᵀ` of the
@@ -246,23 +275,7 @@ pub fn logits_step_into<T: DeviceElement>(
             format!("vocab = {vocab} must be in 1..=i32::MAX"),
         ));
     }
-    if k == 0 || k > MAX_K || k > vocab {
-        return Err(Error::invalid(
-            OP,
-            format!(
-                "k = {k} must be in 1..={} (vocab {vocab})",
-                MAX_K.min(vocab)
-            ),
-        ));
-    }
-    if out.rows != rows {
-        return Err(Error::shape(
-            OP,
-            format!("top-k buffers [{rows}, {k}]"),
-            format!("top-k buffers [{}, {k}]", out.rows),
-        ));
-    }
-    same_device(OP, "top-k buffers", &device, &out.log_probs)?;
+    check_topk_buffers(OP, &device, rows, vocab, out)?;
     if let Some(b) = bias {
         shape_is(OP, "final_logits_bias", b, &[vocab])?;
         same_device(OP, "final_logits_bias", &device, b)?;
@@ -350,23 +363,7 @@ pub fn log_softmax_topk_into<T: DeviceElement>(
     }
     let rows = logits.numel() / vocab;
     let k = out.k;
-    if k == 0 || k > MAX_K || k > vocab {
-        return Err(Error::invalid(
-            OP,
-            format!(
-                "k = {k} must be in 1..={} (vocab {vocab})",
-                MAX_K.min(vocab)
-            ),
-        ));
-    }
-    if out.rows != rows {
-        return Err(Error::shape(
-            OP,
-            format!("top-k buffers [{rows}, {k}]"),
-            format!("top-k buffers [{}, {k}]", out.rows),
-        ));
-    }
-    same_device(OP, "top-k buffers", &device, &out.log_probs)?;
+    check_topk_buffers(OP, &device, rows, vocab, out)?;
     if let Some(m) = masks.every_row {
         shape_is(OP, "every-row mask", m, &[vocab])?;
         same_device(OP, "every-row mask", &device, m)?;
