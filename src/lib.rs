@@ -19,10 +19,15 @@
 //! - [`model`]: config, safetensors weights, the `Backend` trait, encoder,
 //!   decoder with KV cache, greedy and beam search.
 //! - [`tokenizer`]: SentencePiece + vocab.json as `MarianTokenizer` does it.
+//! - [`translator`]: checkpoint + tokenizer + generation settings on one
+//!   backend, translating batches of sentences (the library face of the CLI).
+//! - [`capi`]: the C ABI (`include/transformer_kernels.h`): raw kernels,
+//!   devices, a translator; status codes, last error, panics caught.
 //!
-//! Run status: every kernel has executed on the SIMT emulator (in CI);
-//! none has run on a GPU yet (compiled for sm_80 and sm_90a, checked
-//! statically); the README's status table is kept current.
+//! Run status: every kernel and the whole model on the CUDA backend have
+//! executed on the SIMT emulator (in CI); none has run on a GPU yet
+//! (compiled for sm_80 and sm_90a, checked statically); the README's status
+//! table is kept current.
 
 pub mod activation;
 pub mod capi;
