@@ -541,3 +541,54 @@ per_dtype! {
     logits_step_matches_the_cpu_f16 => logits_step_matches_the_cpu::<half::f16>;
     logits_step_matches_the_cpu_bf16 => logits_step_matches_the_cpu::<half::bf16>;
 }
+
+/// `kv_reorder` (the beam step's reorder: the CUDA backend gathers into a
+/// spare buffer and swaps it in) keeps, for every row, the valid positions
+/// of its source row, as the CPU backend's does; the spare is reused while
+/// the row count stays and replaced when it changes.
+#[test]
+fn kv_reorder_keeps_the_valid_positions_of_the_chosen_rows() {
+    let Some(device) = device_or_skip("kv_reorder") else {
+        return;
+    };
+    let dev = CudaBackend::<f32>::new(device);
+    let cpu = Cpu;
+    let (n, cap, w, len) = (3, 6, 5, 4);
+    let data: Vec<f32> = (0..n * cap * w).map(|i| i as f32).collect();
+    let f32_ = transformer_kernels::DType::F32;
+    let mut a = dev.upload(data.clone(), &[n, cap, w], f32_).unwrap();
+    let mut b = dev.upload(data.clone(), &[n, cap, w], f32_).unwrap();
+    let mut c = cpu.upload(data, &[n, cap, w], f32_).unwrap();
+    for rows in [&[2usize, 0, 2][..], &[1, 1, 0], &[2, 0]] {
+        dev.kv_reorder(&mut a, rows, len).unwrap();
+        dev.kv_reorder(&mut b, rows, len).unwrap();
+        cpu.kv_reorder(&mut c, rows, len).unwrap();
+        let (ga, gb, gc) = (
+            dev.download(&a).unwrap(),
+            dev.download(&b).unwrap(),
+            cpu.download(&c).unwrap(),
+        );
+        assert_eq!(dev.shape(&a), &[rows.len(), cap, w]);
+        for r in 0..rows.len() {
+            let valid = r * cap * w..r * cap * w + len * w;
+            assert_eq!(
+                ga[valid.clone()],
+                gc[valid.clone()],
+                "rows {rows:?}, row {r}"
+            );
+            assert_eq!(
+                gb[valid.clone()],
+                gc[valid],
+                "second tensor, rows {rows:?}, row {r}"
+            );
+        }
+    }
+    assert!(
+        dev.kv_reorder(&mut a, &[5], len).is_err(),
+        "row past the cache"
+    );
+    assert!(
+        dev.kv_reorder(&mut a, &[0], cap + 1).is_err(),
+        "len past the capacity"
+    );
+}

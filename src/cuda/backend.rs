@@ -27,12 +27,12 @@
 //! Scratch that outlives one call (split-K / split-KV partial sums, the
 //! every-row token mask, the top-k buffers, the decoder's ids, the beam
 //! reorder's row map) is kept in the backend and reused. A decode step
-//! still allocates (from the device's memory pool) its activations and,
-//! when beam search reorders rows, a new zero-filled `[rows, cap, d_model]`
-//! buffer per layer's K and V (the copy itself moves only the valid
-//! positions); a step with per-row masks also uploads a `[rows, vocab]`
-//! byte mask. A fixed-buffer step (double-buffered caches, no allocation)
-//! is not built yet.
+//! still allocates (from the device's memory pool) its activations; a
+//! beam reorder gathers each layer's K and V into one spare cache buffer
+//! swapped in (allocated only when the row count changes), copying only
+//! the valid positions; a step with per-row masks also uploads a
+//! `[rows, vocab]` byte mask. A fixed-buffer step (no allocation at all,
+//! capturable as a CUDA graph) is not built yet.
 //!
 //! Run status: executed on the SIMT emulator (`tests/cuda_model.rs`: token
 //! parity with the CPU reference on the fixture models); not run on a GPU.
@@ -60,13 +60,25 @@ use crate::model::backend::{AttnMask, Backend, Cols, TokenMask, TopK};
 /// The model's operations on a CUDA device in storage dtype `T`.
 pub struct CudaBackend<T: DeviceElement> {
     device: Arc<Device>,
-    scratch: RefCell<Scratch>,
+    scratch: RefCell<Scratch<T>>,
     _dtype: PhantomData<T>,
 }
 
+impl<T: DeviceElement> Default for Scratch<T> {
+    fn default() -> Self {
+        Scratch {
+            workspace: Workspace::default(),
+            every_row: None,
+            topk: None,
+            row_map: None,
+            ids: None,
+            spare: None,
+        }
+    }
+}
+
 /// Device buffers reused across calls.
-#[derive(Default)]
-struct Scratch {
+struct Scratch<T: DeviceElement> {
     /// Split-K (linear) and split-KV (attention) partial sums.
     workspace: Workspace,
     /// The last every-row mask uploaded, by its ids and vocabulary.
@@ -78,6 +90,11 @@ struct Scratch {
     row_map: Option<gather_rows::RowMap>,
     /// The decoder's token ids, reused while their count stays.
     ids: Option<DeviceTensor<i32>>,
+    /// The spare KV-cache buffer of `kv_reorder`: each reorder gathers
+    /// into it and swaps it with the cache, so one spare serves every
+    /// layer's K and V (they share a shape) and a beam step allocates no
+    /// cache.
+    spare: Option<DeviceTensor<T>>,
 }
 
 impl<T: DeviceElement> std::fmt::Debug for CudaBackend<T> {
@@ -110,7 +127,7 @@ impl<T: DeviceElement> CudaBackend<T> {
     /// The every-row mask of `ids` over `vocab` on the device, uploaded
     /// only when it differs from the last one (it is the same every step).
     fn every_row_mask<'s>(
-        scratch: &'s mut Scratch,
+        scratch: &'s mut Scratch<T>,
         device: &Arc<Device>,
         ids: &[u32],
         vocab: usize,
@@ -131,6 +148,24 @@ impl<T: DeviceElement> CudaBackend<T> {
             Some((_, _, t)) => Ok(t),
             None => Err(Error::invalid("log_softmax_topk", "mask cache vanished")),
         }
+    }
+}
+
+impl<T: DeviceElement> CudaBackend<T> {
+    /// The device row map of `rows`: the cached one when it is the same
+    /// (every layer's K and V of a beam step), else uploaded.
+    fn row_map<'s>(
+        scratch: &'s mut Scratch<T>,
+        device: &Arc<Device>,
+        rows: &[usize],
+    ) -> Result<&'s gather_rows::RowMap> {
+        if scratch.row_map.as_ref().is_none_or(|m| m.rows() != rows) {
+            scratch.row_map = Some(gather_rows::RowMap::new(device, rows)?);
+        }
+        scratch
+            .row_map
+            .as_ref()
+            .ok_or_else(|| Error::invalid("kv_gather", "row map vanished"))
     }
 }
 
@@ -460,13 +495,36 @@ impl<T: DeviceElement> Backend for CudaBackend<T> {
         cap: usize,
     ) -> Result<DeviceTensor<T>> {
         let mut scratch = self.scratch.borrow_mut();
-        let fresh = scratch.row_map.as_ref().is_none_or(|m| m.rows() != rows);
-        if fresh {
-            scratch.row_map = Some(gather_rows::RowMap::new(&self.device, rows)?);
-        }
-        match &scratch.row_map {
-            Some(map) => gather_rows::gather_rows_map(cache, map, len, cap),
-            None => gather_rows::gather_rows(cache, rows, len, cap),
-        }
+        let map = Self::row_map(&mut scratch, &self.device, rows)?;
+        gather_rows::gather_rows_map(cache, map, len, cap)
+    }
+
+    /// Gathers into the spare buffer (allocated only when the shape
+    /// changes: the first reorder, or when sentences are dropped) and swaps
+    /// it with `cache`; only the `len` valid positions are copied.
+    fn kv_reorder(&self, cache: &mut DeviceTensor<T>, rows: &[usize], len: usize) -> Result<()> {
+        let (_, cap, width) = dims3("kv_reorder", cache)?;
+        let mut scratch = self.scratch.borrow_mut();
+        let scratch = &mut *scratch;
+        let shape = [rows.len(), cap, width];
+        let mut spare = match scratch.spare.take() {
+            Some(t) if t.shape() == shape => t,
+            _ => DeviceTensor::zeros(&self.device, &shape)?,
+        };
+        let map = Self::row_map(scratch, &self.device, rows)?;
+        let range = PositionRange {
+            src_at: 0,
+            dst_at: 0,
+            len,
+        };
+        let cols = ColumnRange {
+            src: 0,
+            dst: 0,
+            width,
+        };
+        gather_rows::gather_columns_into_map(cache, map, range, cols, &mut spare)?;
+        std::mem::swap(cache, &mut spare);
+        scratch.spare = Some(spare);
+        Ok(())
     }
 }

@@ -356,4 +356,29 @@ pub trait Backend {
         len: usize,
         cap: usize,
     ) -> Result<Self::Tensor>;
+
+    /// Replaces `cache` (`[n, cap, width]`) by its rows `rows`, in that
+    /// order, keeping the capacity: afterwards row `r` holds positions
+    /// `0..len` of the old row `rows[r]`; positions `>= len` hold
+    /// unspecified values (they are written before they are read). The
+    /// per-step beam reorder: a backend may keep a spare buffer and swap it
+    /// in (no allocation, nothing but the valid positions written); the
+    /// default is [`Backend::kv_gather`] into a new buffer.
+    ///
+    /// Errors: as [`Backend::kv_gather`]; [`crate::Error::Shape`] for a
+    /// cache that is not 3-D.
+    fn kv_reorder(&self, cache: &mut Self::Tensor, rows: &[usize], len: usize) -> Result<()> {
+        let cap = match *self.shape(cache) {
+            [_, cap, _] => cap,
+            ref other => {
+                return Err(crate::Error::shape(
+                    "kv_reorder",
+                    "cache [rows, cap, width]",
+                    crate::error::fmt_shape(other),
+                ))
+            }
+        };
+        *cache = self.kv_gather(cache, rows, len, cap)?;
+        Ok(())
+    }
 }

@@ -121,7 +121,7 @@ impl<T> KvCache<T> {
             return Ok(());
         }
         for t in self.k.iter_mut().chain(self.v.iter_mut()) {
-            *t = backend.kv_gather(t, rows, self.len, self.cap)?;
+            backend.kv_reorder(t, rows, self.len)?;
         }
         self.rows = rows.len();
         Ok(())
