@@ -512,17 +512,7 @@ impl<T: DeviceElement> Backend for CudaBackend<T> {
             _ => DeviceTensor::zeros(&self.device, &shape)?,
         };
         let map = Self::row_map(scratch, &self.device, rows)?;
-        let range = PositionRange {
-            src_at: 0,
-            dst_at: 0,
-            len,
-        };
-        let cols = ColumnRange {
-            src: 0,
-            dst: 0,
-            width,
-        };
-        gather_rows::gather_columns_into_map(cache, map, range, cols, &mut spare)?;
+        gather_rows::gather_rows_map_into(cache, map, len, &mut spare)?;
         std::mem::swap(cache, &mut spare);
         scratch.spare = Some(spare);
         Ok(())

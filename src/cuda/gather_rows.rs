@@ -398,6 +398,23 @@ pub fn gather_rows_map<T: DeviceElement>(
 ) -> Result<DeviceTensor<T>> {
     let (_, _, width) = dims3("src", src)?;
     let mut out = DeviceTensor::zeros(src.device(), &[map.rows().len(), cap, width])?;
+    gather_rows_map_into(src, map, len, &mut out)?;
+    Ok(out)
+}
+
+/// Positions `0..len` of `src` row `map[r]` into `dst` row `r`, whole
+/// width (`dst`: `[map.rows().len(), cap, width]`, e.g. a reused spare
+/// cache buffer); the rest of `dst` is left as it is.
+///
+/// # Errors
+/// As [`gather_columns_into_map`].
+pub fn gather_rows_map_into<T: DeviceElement>(
+    src: &DeviceTensor<T>,
+    map: &RowMap,
+    len: usize,
+    dst: &mut DeviceTensor<T>,
+) -> Result<()> {
+    let (_, _, width) = dims3("src", src)?;
     let range = PositionRange {
         src_at: 0,
         dst_at: 0,
@@ -408,8 +425,7 @@ pub fn gather_rows_map<T: DeviceElement>(
         dst: 0,
         width,
     };
-    gather_columns_into_map(src, map, range, cols, &mut out)?;
-    Ok(out)
+    gather_columns_into_map(src, map, range, cols, dst)
 }
 
 /// A `[rows.len(), cap, width]` tensor whose row `r` holds positions
