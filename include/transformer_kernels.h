@@ -207,7 +207,8 @@ TkStatus tk_bias_activation(const TkDevice *dev,
 TkStatus tk_gather_rows(const TkDevice *dev, size_t unit_bytes, const GatherRowsParams *p);
 
 // Loads the Hugging Face Marian checkpoint in `model_dir` on `device`
-// (`"cpu"`, `"cuda"`, `"cuda:N"`, `"emu"` or `"auto"`) with storage
+// (`"cpu"` (every core), `"cpu:THREADS"`, `"reference"` (the plain CPU
+// reference), `"cuda"`, `"cuda:N"`, `"emu"` or `"auto"`) with storage
 // `dtype` (`"f32"`, `"f16"`, `"bf16"`, or NULL for the checkpoint's own
 // 16-bit dtype, else bf16; the CPU is f32) into `*out`.
 //

@@ -35,6 +35,7 @@ pub mod cpu;
 pub mod cuda;
 pub mod dtype;
 pub mod error;
+pub mod fast_cpu;
 pub mod model;
 pub mod ops;
 pub mod tokenizer;

@@ -13,6 +13,7 @@ use std::path::Path;
 use crate::cpu::Cpu;
 use crate::cuda::{CudaBackend, Device};
 use crate::error::{Error, Result};
+use crate::fast_cpu::FastCpu;
 use crate::model::weights::checkpoint_dtype;
 use crate::model::{Backend, GenerationConfig, MarianModel};
 use crate::tokenizer::MarianTokenizer;
@@ -21,8 +22,11 @@ use crate::DType;
 /// Where a [`Translator`] runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TranslatorDevice {
-    /// The CPU reference (f32).
-    Cpu,
+    /// The fast CPU backend (f32; [`crate::fast_cpu::FastCpu`]) with this
+    /// many worker threads (0: every core).
+    Cpu(usize),
+    /// The plain CPU reference (f32; the oracle, several times slower).
+    Reference,
     /// GPU `ordinal` through the CUDA backend.
     Cuda(usize),
     /// The CUDA backend on the SIMT emulator (slow; small models).
@@ -34,10 +38,17 @@ pub enum TranslatorDevice {
 impl std::str::FromStr for TranslatorDevice {
     type Err = Error;
 
-    /// `cpu`, `cuda`, `cuda:N`, `emu`, `auto`.
+    /// `cpu` (every core), `cpu:THREADS`, `reference`, `cuda`, `cuda:N`,
+    /// `emu`, `auto`.
     fn from_str(s: &str) -> Result<Self> {
+        if let Some(t) = s.strip_prefix("cpu:") {
+            return t.parse().map(TranslatorDevice::Cpu).map_err(|_| {
+                Error::invalid("translator", format!("device {s:?}: cpu:THREADS needs a number"))
+            });
+        }
         match s {
-            "cpu" => Ok(TranslatorDevice::Cpu),
+            "cpu" => Ok(TranslatorDevice::Cpu(0)),
+            "reference" => Ok(TranslatorDevice::Reference),
             "cuda" | "gpu" => Ok(TranslatorDevice::Cuda(0)),
             "emu" | "emulator" => Ok(TranslatorDevice::Emulator),
             "auto" => Ok(TranslatorDevice::Auto),
@@ -48,7 +59,7 @@ impl std::str::FromStr for TranslatorDevice {
                 .ok_or_else(|| {
                     Error::invalid(
                         "translator",
-                        format!("device {s:?}: expected cpu, cuda, cuda:N, emu or auto"),
+                        format!("device {s:?}: expected cpu, cpu:THREADS, reference, cuda, cuda:N, emu or auto"),
                     )
                 }),
         }
@@ -70,7 +81,8 @@ pub struct TranslateOptions {
 
 /// The model on one of the backends.
 enum Loaded {
-    Cpu(MarianModel<Cpu>),
+    Cpu(MarianModel<FastCpu>),
+    Reference(MarianModel<Cpu>),
     F32(MarianModel<CudaBackend<f32>>),
     F16(MarianModel<CudaBackend<half::f16>>),
     Bf16(MarianModel<CudaBackend<half::bf16>>),
@@ -109,21 +121,26 @@ impl Translator {
             ));
         }
         let tokenizer = MarianTokenizer::from_dir(dir)?;
-        let device = match device {
-            TranslatorDevice::Cpu => None,
-            TranslatorDevice::Cuda(n) => Some(Device::open(n)?),
-            TranslatorDevice::Emulator => Some(Device::emulator()?),
-            TranslatorDevice::Auto => Device::open(0).ok(),
+        let (device, threads) = match device {
+            TranslatorDevice::Cpu(t) => (None, Some(t)),
+            TranslatorDevice::Reference => (None, None),
+            TranslatorDevice::Cuda(n) => (Some(Device::open(n)?), None),
+            TranslatorDevice::Emulator => (Some(Device::emulator()?), None),
+            TranslatorDevice::Auto => (Device::open(0).ok(), Some(0)),
         };
         let (model, dtype) = match device {
             None => {
                 if let Some(d) = dtype.filter(|&d| d != DType::F32) {
                     return Err(Error::invalid(
                         "translator",
-                        format!("dtype {d}: the CPU reference computes in f32"),
+                        format!("dtype {d}: the CPU backends compute in f32"),
                     ));
                 }
-                (Loaded::Cpu(MarianModel::load(Cpu, dir)?), DType::F32)
+                let model = match threads {
+                    Some(t) => Loaded::Cpu(MarianModel::load(FastCpu::new(t)?, dir)?),
+                    None => Loaded::Reference(MarianModel::load(Cpu, dir)?),
+                };
+                (model, DType::F32)
             }
             Some(dev) => {
                 let dtype = match dtype {
@@ -143,6 +160,7 @@ impl Translator {
         };
         let config = match &model {
             Loaded::Cpu(m) => m.config(),
+            Loaded::Reference(m) => m.config(),
             Loaded::F32(m) => m.config(),
             Loaded::F16(m) => m.config(),
             Loaded::Bf16(m) => m.config(),
@@ -157,10 +175,12 @@ impl Translator {
         })
     }
 
-    /// `"cpu"` or `"cuda"` (the CUDA backend, on a GPU or the emulator).
+    /// `"cpu"`, `"reference"` or `"cuda"` (the CUDA backend, on a GPU or
+    /// the emulator).
     pub fn backend_name(&self) -> &'static str {
         match &self.model {
             Loaded::Cpu(_) => "cpu",
+            Loaded::Reference(_) => "reference",
             _ => "cuda",
         }
     }
@@ -180,6 +200,7 @@ impl Translator {
     pub fn translate(&self, sentences: &[&str], opts: TranslateOptions) -> Result<Vec<String>> {
         match &self.model {
             Loaded::Cpu(m) => self.run(m, sentences, opts),
+            Loaded::Reference(m) => self.run(m, sentences, opts),
             Loaded::F32(m) => self.run(m, sentences, opts),
             Loaded::F16(m) => self.run(m, sentences, opts),
             Loaded::Bf16(m) => self.run(m, sentences, opts),

@@ -316,7 +316,7 @@ fn missing_model_dir_and_bad_flags_are_clean_errors() {
     for (flags, mention) in [
         (["--batch-size", "0"], "--batch-size"),
         (["--input", "/nonexistent/in.txt"], "/nonexistent/in.txt"),
-        (["--dtype", "f16"], "CPU reference computes in f32"),
+        (["--dtype", "f16"], "CPU backends compute in f32"),
     ] {
         let mut flags = flags.to_vec();
         if mention.contains("CPU") {

@@ -41,7 +41,8 @@ fn str_arg<'a>(p: *const c_char, what: &str) -> crate::Result<&'a str> {
 }
 
 /// Loads the Hugging Face Marian checkpoint in `model_dir` on `device`
-/// (`"cpu"`, `"cuda"`, `"cuda:N"`, `"emu"` or `"auto"`) with storage
+/// (`"cpu"` (every core), `"cpu:THREADS"`, `"reference"` (the plain CPU
+/// reference), `"cuda"`, `"cuda:N"`, `"emu"` or `"auto"`) with storage
 /// `dtype` (`"f32"`, `"f16"`, `"bf16"`, or NULL for the checkpoint's own
 /// 16-bit dtype, else bf16; the CPU is f32) into `*out`.
 ///

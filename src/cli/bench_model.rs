@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use transformer_kernels::cpu::Cpu;
+use transformer_kernels::fast_cpu::FastCpu;
 use transformer_kernels::cuda::{CudaBackend, Device, DeviceTensor};
 use transformer_kernels::model::{Backend, GenerationConfig, MarianModel, ModelConfig, TokenMask};
 use transformer_kernels::tokenizer::MarianTokenizer;
@@ -35,8 +36,10 @@ pub enum ModelBackend {
     Cuda,
     /// The CUDA backend on the SIMT emulator (tiny models only).
     Emu,
-    /// The CPU reference (f32; `--dtype` does not apply).
+    /// The fast CPU backend (f32; `--dtype` does not apply).
     Cpu,
+    /// The plain CPU reference (f32; the oracle, slow).
+    Reference,
 }
 
 /// Options of `bench --model`.
@@ -66,6 +69,9 @@ pub struct ModelArgs {
     /// model's max_position_embeddings).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub steps: u32,
+    /// Worker threads of `--backend cpu` (0: every core).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
 }
 
 /// One measured configuration.
@@ -122,7 +128,7 @@ pub fn run(
         ));
     }
     let device = match a.backend {
-        ModelBackend::Cpu => None,
+        ModelBackend::Cpu | ModelBackend::Reference => None,
         ModelBackend::Emu => Some(Device::emulator()?),
         ModelBackend::Cuda => Some(Device::open(ordinal).map_err(|e| match e {
             Error::NoCuda(why) => Error::NoCuda(format!(
@@ -199,8 +205,23 @@ pub fn run(
         csv,
     };
     match device {
-        None => {
+        None if a.backend == ModelBackend::Reference => {
             let model = MarianModel::load(Cpu, dir)?;
+            let on = On {
+                label: "ref",
+                dtype: DType::F32,
+                device: None,
+            };
+            measure(&model, on, dir, &sources, a, &mut out)?;
+        }
+        None => {
+            let backend = FastCpu::new(a.threads)?;
+            println!(
+                "cpu: {} threads, {}",
+                backend.threads(),
+                backend.isa().name()
+            );
+            let model = MarianModel::load(backend, dir)?;
             let on = On {
                 label: "cpu",
                 dtype: DType::F32,

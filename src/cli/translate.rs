@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use transformer_kernels::cpu::Cpu;
+use transformer_kernels::fast_cpu::FastCpu;
 use transformer_kernels::cuda::{CudaBackend, Device};
 use transformer_kernels::model::weights::checkpoint_dtype;
 use transformer_kernels::model::{Backend, GenerationConfig, Hypothesis, MarianModel};
@@ -27,10 +28,13 @@ use super::lines::{Line, LineReader};
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceChoice {
     /// GPU 0 when a CUDA driver, a device and the compiled kernels are
-    /// present, else the CPU reference.
+    /// present, else the CPU.
     Auto,
-    /// The pure-Rust CPU reference (f32).
+    /// The fast CPU backend (f32; packed FMA GEMMs, `--threads`).
     Cpu,
+    /// The plain CPU reference (f32; the oracle the other backends are
+    /// tested against, several times slower).
+    Reference,
     /// The CUDA backend on GPU 0.
     Cuda,
     /// The CUDA backend on the SIMT emulator (the same kernels run as host
@@ -65,7 +69,7 @@ pub struct Args {
     /// Storage dtype of weights and activations on `cuda` / `emu` (f32,
     /// f16, bf16; arithmetic is f32 inside every kernel). Default: the
     /// checkpoint's own dtype when it is f16 or bf16, else bf16. The CPU
-    /// reference computes in f32 only.
+    /// backends compute in f32 only.
     #[arg(long, value_name = "DTYPE")]
     pub dtype: Option<DType>,
     /// Target language token for multilingual checkpoints (`de` prepends
@@ -80,6 +84,10 @@ pub struct Args {
     /// Write translations to FILE instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Worker threads of the CPU backend (0: every core the machine
+    /// reports, read once at start).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
 }
 
 /// Lines translated together per window: sorted by length inside a window
@@ -124,7 +132,11 @@ pub fn run(args: Args) -> Result<()> {
         other => other,
     };
     match resolve_device(&args, &dir)? {
-        Target::Cpu => run_on(args, &dir, Cpu),
+        Target::Cpu => {
+            let backend = FastCpu::new(args.threads)?;
+            run_on(args, &dir, backend)
+        }
+        Target::Reference => run_on(args, &dir, Cpu),
         Target::Device(device, DType::F32) => {
             run_on(args, &dir, CudaBackend::<f32>::new(device)).map_err(with_hint)
         }
@@ -137,10 +149,11 @@ pub fn run(args: Args) -> Result<()> {
     }
 }
 
-/// Where a run executes: the CPU reference, or a CUDA device (GPU or
-/// emulator) with the storage dtype.
+/// Where a run executes: the fast CPU backend, the CPU reference, or a
+/// CUDA device (GPU or emulator) with the storage dtype.
 enum Target {
     Cpu,
+    Reference,
     Device(Arc<Device>, DType),
 }
 
@@ -148,7 +161,7 @@ enum Target {
 ///
 /// Errors: [`Error::NoCuda`] / [`Error::KernelsNotBuilt`] for `--device
 /// cuda` where it cannot run, naming why and the alternatives;
-/// [`Error::InvalidArgument`] for a 16-bit `--dtype` on the CPU reference.
+/// [`Error::InvalidArgument`] for a 16-bit `--dtype` on a CPU backend.
 fn resolve_device(args: &Args, dir: &Path) -> Result<Target> {
     let dtype = || -> Result<DType> {
         Ok(match args.dtype {
@@ -160,17 +173,18 @@ fn resolve_device(args: &Args, dir: &Path) -> Result<Target> {
         })
     };
     match args.device {
-        DeviceChoice::Cpu => match args.dtype {
+        DeviceChoice::Cpu | DeviceChoice::Reference => match args.dtype {
             Some(d) if d != DType::F32 => Err(Error::invalid(
                 "translate",
-                format!("--dtype {d}: the CPU reference computes in f32; use --device cuda or --device emu for 16-bit storage"),
+                format!("--dtype {d}: the CPU backends compute in f32; use --device cuda or --device emu for 16-bit storage"),
             )),
+            _ if args.device == DeviceChoice::Reference => Ok(Target::Reference),
             _ => Ok(Target::Cpu),
         },
         DeviceChoice::Cuda => {
             let device = Device::open(0).map_err(|e| match e {
                 Error::NoCuda(why) => Error::NoCuda(format!(
-                    "{why}; --device cpu runs the CPU reference, --device emu the CUDA backend on the emulator"
+                    "{why}; --device cpu runs on the CPU, --device emu the CUDA backend on the emulator"
                 )),
                 other => other,
             })?;
@@ -183,13 +197,13 @@ fn resolve_device(args: &Args, dir: &Path) -> Result<Target> {
             // unless a 16-bit --dtype was asked for: it cannot apply there.
             Err(Error::NoCuda(why)) => {
                 if let Some(d) = args.dtype.filter(|&d| d != DType::F32) {
-                    eprintln!("note: --device auto: no GPU ({why}); running on the CPU reference in f32, --dtype {d} does not apply");
+                    eprintln!("note: --device auto: no GPU ({why}); running on the CPU in f32, --dtype {d} does not apply");
                 }
                 Ok(Target::Cpu)
             }
             // A GPU is there but cannot run this build: say so once.
             Err(e) => {
-                eprintln!("note: --device auto: not using the GPU ({e}); running on the CPU reference");
+                eprintln!("note: --device auto: not using the GPU ({e}); running on the CPU");
                 Ok(Target::Cpu)
             }
         },

@@ -59,15 +59,66 @@ impl CpuTensor {
 
     /// `(rows, seq, width)` of a 3-D tensor.
     fn dims3(&self, op: &'static str) -> Result<(usize, usize, usize)> {
-        match self.shape[..] {
-            [r, s, w] => Ok((r, s, w)),
-            _ => Err(Error::shape(
-                op,
-                "[rows, seq, width]",
-                fmt_shape(&self.shape),
-            )),
-        }
+        dims3(op, &self.shape)
     }
+}
+
+/// `(rows, seq, width)` of a 3-D shape.
+///
+/// Errors: [`Error::Shape`] naming `op` for any other rank.
+pub(crate) fn dims3(op: &'static str, shape: &[usize]) -> Result<(usize, usize, usize)> {
+    match shape[..] {
+        [r, s, w] => Ok((r, s, w)),
+        _ => Err(Error::shape(op, "[rows, seq, width]", fmt_shape(shape))),
+    }
+}
+
+/// `(rows, positions, total)` of a column view of a `[rows, positions,
+/// total]` tensor of `shape`: columns `column .. column + width`.
+///
+/// Errors: [`Error::Shape`] for a non-3-D tensor or a view past its columns.
+pub(crate) fn check_view(
+    op: &'static str,
+    shape: &[usize],
+    column: usize,
+    width: usize,
+) -> Result<(usize, usize, usize)> {
+    let (rows, pos, total) = dims3(op, shape)?;
+    if column.checked_add(width).is_none_or(|end| end > total) {
+        return Err(Error::shape(
+            op,
+            format!("columns {column}..+{width} within {total}"),
+            fmt_shape(shape),
+        ));
+    }
+    Ok((rows, pos, total))
+}
+
+/// Checks a `kv_gather` of `rows` (`len` valid positions into a new
+/// capacity `cap`) from a cache of `n` rows and `old_cap` positions.
+///
+/// Errors: as [`Backend::kv_gather`].
+pub(crate) fn check_gather(
+    n: usize,
+    old_cap: usize,
+    rows: &[usize],
+    len: usize,
+    cap: usize,
+) -> Result<()> {
+    if len > old_cap || len > cap {
+        return Err(Error::shape(
+            "kv_gather",
+            format!("len <= {}", old_cap.min(cap)),
+            format!("len {len}"),
+        ));
+    }
+    if let Some(&bad) = rows.iter().find(|&&r| r >= n) {
+        return Err(Error::invalid(
+            "kv_gather",
+            format!("row {bad} >= rows {n}"),
+        ));
+    }
+    Ok(())
 }
 
 /// The `[rows, positions, width]` elements of a column view: the tensor's
@@ -79,14 +130,7 @@ fn view_data<'t>(
     op: &'static str,
     v: Cols<'t, CpuTensor>,
 ) -> Result<(std::borrow::Cow<'t, [f32]>, usize, usize)> {
-    let (rows, pos, total) = v.tensor.dims3(op)?;
-    if v.column.checked_add(v.width).is_none_or(|end| end > total) {
-        return Err(Error::shape(
-            op,
-            format!("columns {}..+{} within {total}", v.column, v.width),
-            fmt_shape(&v.tensor.shape),
-        ));
-    }
+    let (rows, pos, total) = check_view(op, &v.tensor.shape, v.column, v.width)?;
     if v.column == 0 && v.width == total {
         return Ok((std::borrow::Cow::Borrowed(&v.tensor.data), rows, pos));
     }
@@ -295,19 +339,7 @@ impl Backend for Cpu {
         cap: usize,
     ) -> Result<CpuTensor> {
         let (n, old_cap, w) = cache.dims3("kv_gather")?;
-        if len > old_cap || len > cap {
-            return Err(Error::shape(
-                "kv_gather",
-                format!("len <= {}", old_cap.min(cap)),
-                format!("len {len}"),
-            ));
-        }
-        if let Some(&bad) = rows.iter().find(|&&r| r >= n) {
-            return Err(Error::invalid(
-                "kv_gather",
-                format!("row {bad} >= rows {n}"),
-            ));
-        }
+        check_gather(n, old_cap, rows, len, cap)?;
         let mut out = vec![0.0f32; rows.len() * cap * w];
         if cap * w > 0 {
             for (dst, &r) in out.chunks_exact_mut(cap * w).zip(rows) {

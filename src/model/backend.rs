@@ -207,6 +207,17 @@ pub trait Backend {
     /// Errors: [`crate::Error::Shape`] if `data.len()` is not the product of `shape`.
     fn upload(&self, data: Vec<f32>, shape: &[usize], dtype: DType) -> Result<Self::Tensor>;
 
+    /// As [`Backend::upload`], for a linear layer's weight `[out_features,
+    /// in_features]` (the `w` of [`Backend::linear`]): a backend may hold
+    /// it in the layout of its GEMM (the fast CPU backend packs it into
+    /// panels, once, at load). [`Backend::download`] still returns the
+    /// row-major elements. The default is [`Backend::upload`].
+    ///
+    /// Errors: as [`Backend::upload`].
+    fn upload_weight(&self, data: Vec<f32>, shape: &[usize], dtype: DType) -> Result<Self::Tensor> {
+        self.upload(data, shape, dtype)
+    }
+
     /// Copies a tensor back to the host as f32, row-major (the product of
     /// its shape elements).
     ///

@@ -421,9 +421,11 @@ impl<T> ModelWeights<T> {
                 .ok_or_else(|| Error::checkpoint(path, format!("missing tensor {name}")))
         };
         let up = |h: HostTensor| backend.upload(h.data, &h.shape, h.dtype);
+        let up_weight = |h: HostTensor| backend.upload_weight(h.data, &h.shape, h.dtype);
         let mut take = Take {
             host: &mut take_host,
             upload: &up,
+            upload_weight: &up_weight,
         };
         let (encoder_embed, decoder_embed) = if shared {
             let s = Arc::new(take.one("model.shared.weight")?);
@@ -437,7 +439,8 @@ impl<T> ModelWeights<T> {
         let lm_head = if cfg.tie_word_embeddings {
             decoder_embed.clone()
         } else {
-            Arc::new(take.one("lm_head.weight")?)
+            let h = (take.host)("lm_head.weight")?;
+            Arc::new((take.upload_weight)(h)?)
         };
         let tv = cfg.target_vocab_size();
         let (bias_data, bias_dtype) = match bias_host {
@@ -515,7 +518,7 @@ fn fused<T>(take: &mut Take<'_, T>, p: &str, projs: &[&str]) -> Result<(T, T)> {
         bs.push((take.host)(&b)?);
     }
     Ok((
-        (take.upload)(concat_rows(ws))?,
+        (take.upload_weight)(concat_rows(ws))?,
         (take.upload)(concat_rows(bs))?,
     ))
 }
@@ -535,10 +538,12 @@ fn cross_attn<T>(take: &mut Take<'_, T>, p: &str) -> Result<CrossAttentionWeight
     })
 }
 
-/// Takes checkpoint tensors by name, as host tensors or uploaded.
+/// Takes checkpoint tensors by name, as host tensors or uploaded (as a
+/// plain tensor, or as a linear layer's weight: [`Backend::upload_weight`]).
 struct Take<'a, T> {
     host: &'a mut dyn FnMut(&str) -> Result<HostTensor>,
     upload: &'a dyn Fn(HostTensor) -> Result<T>,
+    upload_weight: &'a dyn Fn(HostTensor) -> Result<T>,
 }
 
 impl<T> Take<'_, T> {

@@ -1,0 +1,394 @@
+//! [`FastCpu`]: the model's [`Backend`] on the host, built for speed. The
+//! same functions as the reference backend ([`crate::cpu::Cpu`]), computed
+//! with packed FMA GEMMs ([`super::gemm`]), strided vectorised attention
+//! ([`super::attention`]), one-pass scoring ([`super::scoring`]), f32
+//! vectorised LayerNorm and activations ([`super::vmath`]), a persistent
+//! worker pool ([`super::threads`]) and a KV-cache reorder into a spare
+//! buffer.
+
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use super::attention::{self, Shape, Strided};
+use super::gemm::gemm;
+use super::isa::Isa;
+use super::pack::PackedWeight;
+use super::scoring;
+use super::threads::Threads;
+use super::vmath::layer_norm_row;
+use crate::activation::Activation;
+use crate::cpu::backend::{check_gather, check_view, dims3};
+use crate::cpu::embedding;
+use crate::cpu::linear::check_len;
+use crate::dtype::DType;
+use crate::error::{fmt_shape, Error, Result};
+use crate::model::backend::{AttnMask, Backend, Cols, TokenMask, TopK};
+
+/// The fast CPU backend (f32, host memory). Cheap to clone: clones share
+/// the worker pool and the spare KV buffer.
+#[derive(Clone, Debug)]
+pub struct FastCpu {
+    isa: Isa,
+    threads: Arc<Threads>,
+    /// The spare buffer of [`Backend::kv_reorder`]: each reorder writes the
+    /// new order into it and keeps the old buffer as the next spare, so a
+    /// beam step allocates nothing (every layer's K and V have one size).
+    spare: Arc<Mutex<Vec<f32>>>,
+}
+
+impl FastCpu {
+    /// A backend with `threads` worker threads (`0`: the machine's available
+    /// parallelism, read once) and the best instruction set of this CPU.
+    ///
+    /// Errors: [`Error::InvalidArgument`] if the threads cannot be started.
+    pub fn new(threads: usize) -> Result<Self> {
+        Ok(FastCpu {
+            isa: Isa::detected(),
+            threads: Arc::new(Threads::new(threads)?),
+            spare: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    /// Threads doing the work.
+    pub fn threads(&self) -> usize {
+        self.threads.count()
+    }
+
+    /// The instruction set the kernels run with.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+}
+
+/// A host tensor of [`FastCpu`]: f32 elements and a shape. A linear
+/// layer's weight is held packed ([`PackedWeight`]); any 2-D tensor used as
+/// a weight is packed once, on first use, and kept (the tied output
+/// projection is the embedding table).
+#[derive(Debug)]
+pub struct FastTensor {
+    shape: Vec<usize>,
+    /// Row-major elements; empty for a weight uploaded packed.
+    data: Vec<f32>,
+    packed: OnceLock<PackedWeight>,
+}
+
+impl FastTensor {
+    /// Wraps `data` as a tensor of `shape`. Errors: [`Error::Shape`] if the
+    /// element count differs from the product of `shape`.
+    pub fn new(data: Vec<f32>, shape: &[usize]) -> Result<Self> {
+        check_len("tensor", "data", data.len(), shape)?;
+        Ok(FastTensor {
+            shape: shape.to_vec(),
+            data,
+            packed: OnceLock::new(),
+        })
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The elements, row-major (unpacked if the tensor is held packed).
+    pub fn data(&self) -> Cow<'_, [f32]> {
+        match self.packed.get() {
+            Some(p) if self.data.is_empty() && !self.shape.contains(&0) => Cow::Owned(p.unpack()),
+            _ => Cow::Borrowed(&self.data),
+        }
+    }
+
+    /// The tensor as a packed `[n, k]` weight (packed now if it is not yet).
+    ///
+    /// Errors: [`Error::Shape`] if the tensor is not 2-D.
+    fn packed(&self) -> Result<&PackedWeight> {
+        if let Some(p) = self.packed.get() {
+            return Ok(p);
+        }
+        let [n, k] = self.shape[..] else {
+            return Err(Error::shape("linear", "w [n, k]", fmt_shape(&self.shape)));
+        };
+        let p = PackedWeight::pack(&self.data, n, k)?;
+        Ok(self.packed.get_or_init(|| p))
+    }
+
+    fn last_dim(&self) -> usize {
+        self.shape.last().copied().unwrap_or(1)
+    }
+}
+
+/// The strided operand of a column view (checked against its tensor).
+fn strided<'t>(op: &'static str, v: Cols<'t, FastTensor>) -> Result<(Strided<'t>, usize, usize)> {
+    let (rows, pos, total) = check_view(op, &v.tensor.shape, v.column, v.width)?;
+    Ok((
+        Strided {
+            data: &v.tensor.data,
+            offset: v.column,
+            row_stride: pos * total,
+            pos_stride: total,
+        },
+        rows,
+        pos,
+    ))
+}
+
+impl Backend for FastCpu {
+    type Tensor = FastTensor;
+    /// Host key lengths, `[rows]`.
+    type Lengths = Vec<usize>;
+
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    /// Keeps f32 whatever `dtype` says (widening f16 / bf16 is exact).
+    fn upload(&self, data: Vec<f32>, shape: &[usize], _dtype: DType) -> Result<FastTensor> {
+        FastTensor::new(data, shape)
+    }
+
+    /// Packs a 2-D weight at load and keeps only the packed form.
+    fn upload_weight(&self, data: Vec<f32>, shape: &[usize], dtype: DType) -> Result<FastTensor> {
+        let t = self.upload(data, shape, dtype)?;
+        let [n, k] = shape[..] else {
+            return Ok(t);
+        };
+        let p = PackedWeight::pack(&t.data, n, k)?;
+        let packed = OnceLock::new();
+        let _ = packed.set(p);
+        Ok(FastTensor {
+            shape: t.shape,
+            data: Vec::new(),
+            packed,
+        })
+    }
+
+    fn download(&self, t: &FastTensor) -> Result<Vec<f32>> {
+        Ok(t.data().into_owned())
+    }
+
+    fn shape<'t>(&self, t: &'t FastTensor) -> &'t [usize] {
+        &t.shape
+    }
+
+    fn key_lengths(&self, lengths: &[usize]) -> Result<Vec<usize>> {
+        Ok(lengths.to_vec())
+    }
+
+    fn embedding(
+        &self,
+        ids: &[u32],
+        rows: usize,
+        seq: usize,
+        table: &FastTensor,
+        scale: f32,
+        start: usize,
+    ) -> Result<FastTensor> {
+        let [vocab, d] = table.shape[..] else {
+            return Err(Error::shape(
+                "embedding",
+                "table [vocab, d_model]",
+                fmt_shape(&table.shape),
+            ));
+        };
+        let data =
+            embedding::embedding(ids, rows, seq, &table.data(), vocab, d, scale, start)?;
+        FastTensor::new(data, &[rows, seq, d])
+    }
+
+    fn linear(
+        &self,
+        x: &FastTensor,
+        w: &FastTensor,
+        b: Option<&FastTensor>,
+        act: Option<Activation>,
+    ) -> Result<FastTensor> {
+        let p = w.packed()?;
+        let k = p.k();
+        if x.last_dim() != k || x.shape.is_empty() {
+            return Err(Error::shape(
+                "linear",
+                format!("x [.., {k}]"),
+                fmt_shape(&x.shape),
+            ));
+        }
+        let m = x.data.len().checked_div(k).unwrap_or(0);
+        let mut y = vec![0.0f32; m * p.n()];
+        let bias = b.map(|b| b.data());
+        gemm(self.isa, &self.threads, &x.data, m, p, bias.as_deref(), act, &mut y)?;
+        let mut shape = x.shape.clone();
+        if let Some(last) = shape.last_mut() {
+            *last = p.n();
+        }
+        FastTensor::new(y, &shape)
+    }
+
+    fn attention(
+        &self,
+        q: Cols<'_, FastTensor>,
+        k: Cols<'_, FastTensor>,
+        v: Cols<'_, FastTensor>,
+        k_len: usize,
+        heads: usize,
+        scale: f32,
+        mask: AttnMask<'_, Vec<usize>>,
+    ) -> Result<FastTensor> {
+        let d = q.width;
+        let (qs, rows, q_len) = strided("attention", q)?;
+        let (ks, k_rows, k_cap) = strided("attention", k)?;
+        let (vs, v_rows, v_cap) = strided("attention", v)?;
+        if k.width != d || v.width != d || k_rows != rows || v_rows != rows || v_cap != k_cap {
+            return Err(Error::shape(
+                "attention",
+                format!("k and v [{rows}, cap, {d}] (as q)"),
+                format!(
+                    "k [{k_rows}, {k_cap}, {}], v [{v_rows}, {v_cap}, {}]",
+                    k.width, v.width
+                ),
+            ));
+        }
+        if k_len > k_cap {
+            return Err(Error::shape(
+                "attention",
+                format!("k_len <= k_cap {k_cap}"),
+                format!("k_len {k_len}"),
+            ));
+        }
+        if heads == 0 || d % heads != 0 {
+            return Err(Error::invalid(
+                "attention",
+                format!("d_model {d} not divisible by heads {heads}"),
+            ));
+        }
+        if let Some(l) = mask.key_lengths {
+            check_len("attention", "key_lengths", l.len(), &[rows])?;
+        }
+        let mut out = vec![0.0f32; rows * q_len * d];
+        let shape = Shape {
+            rows,
+            q_len,
+            k_len,
+            heads,
+            head_dim: d / heads,
+            key_lengths: mask.key_lengths.map(Vec::as_slice),
+            causal: mask.causal,
+        };
+        attention::attention(&self.threads, qs, ks, vs, shape, scale, &mut out);
+        FastTensor::new(out, &[rows, q_len, d])
+    }
+
+    fn layer_norm(
+        &self,
+        x: &FastTensor,
+        residual: Option<&FastTensor>,
+        gamma: &FastTensor,
+        beta: &FastTensor,
+        eps: f32,
+    ) -> Result<FastTensor> {
+        if let Some(r) = residual.filter(|r| r.shape != x.shape) {
+            return Err(Error::shape(
+                "layer_norm",
+                format!("residual {}", fmt_shape(&x.shape)),
+                format!("residual {}", fmt_shape(&r.shape)),
+            ));
+        }
+        let n = x.last_dim();
+        if n == 0 {
+            return Err(Error::shape("layer_norm", "hidden > 0", "hidden 0"));
+        }
+        let (gamma, beta) = (gamma.data(), beta.data());
+        check_len("layer_norm", "gamma", gamma.len(), &[n])?;
+        check_len("layer_norm", "beta", beta.len(), &[n])?;
+        let mut y = x.data.clone();
+        let residual = residual.map(|r| r.data.as_slice());
+        for (i, row) in y.chunks_exact_mut(n).enumerate() {
+            let r = residual.map(|r| &r[i * n..][..n]);
+            layer_norm_row(row, r, &gamma, &beta, eps);
+        }
+        FastTensor::new(y, &x.shape)
+    }
+
+    fn log_softmax_topk(&self, logits: &FastTensor, mask: &TokenMask, k: usize) -> Result<TopK> {
+        let Some(&vocab) = logits.shape.last() else {
+            return Err(Error::shape(
+                "log_softmax_topk",
+                "logits [.., vocab]",
+                fmt_shape(&logits.shape),
+            ));
+        };
+        let rows = logits.data.len().checked_div(vocab).unwrap_or(0);
+        scoring::log_softmax_topk(&logits.data, rows, vocab, mask, k)
+    }
+
+    fn kv_alloc(&self, rows: usize, cap: usize, width: usize) -> Result<FastTensor> {
+        FastTensor::new(vec![0.0; rows * cap * width], &[rows, cap, width])
+    }
+
+    fn kv_write(&self, cache: &mut FastTensor, new: Cols<'_, FastTensor>, at: usize) -> Result<()> {
+        let (rows, cap, w) = dims3("kv_write", &cache.shape)?;
+        let (src, n_rows, t) = strided("kv_write", new)?;
+        if n_rows != rows || new.width != w || at.checked_add(t).is_none_or(|end| end > cap) {
+            return Err(Error::shape(
+                "kv_write",
+                format!("new [{rows}, <= {}, {w}]", cap.saturating_sub(at)),
+                format!("new [{n_rows}, {t}, {}]", new.width),
+            ));
+        }
+        for r in 0..rows {
+            for p in 0..t {
+                let dst = &mut cache.data[(r * cap + at + p) * w..][..w];
+                dst.copy_from_slice(src.at(r, p, 0, w));
+            }
+        }
+        Ok(())
+    }
+
+    fn kv_gather(
+        &self,
+        cache: &FastTensor,
+        rows: &[usize],
+        len: usize,
+        cap: usize,
+    ) -> Result<FastTensor> {
+        let (n, old_cap, w) = dims3("kv_gather", &cache.shape)?;
+        check_gather(n, old_cap, rows, len, cap)?;
+        let mut out = vec![0.0f32; rows.len() * cap * w];
+        copy_rows(&cache.data, old_cap * w, rows, len * w, &mut out, cap * w);
+        FastTensor::new(out, &[rows.len(), cap, w])
+    }
+
+    /// Gathers into the spare buffer (no zero fill: positions `>= len` keep
+    /// stale values, which the trait allows) and swaps it in.
+    fn kv_reorder(&self, cache: &mut FastTensor, rows: &[usize], len: usize) -> Result<()> {
+        let (n, cap, w) = dims3("kv_reorder", &cache.shape)?;
+        check_gather(n, cap, rows, len, cap)?;
+        let mut spare = self
+            .spare
+            .lock()
+            .map_err(|_| Error::invalid("kv_reorder", "spare buffer poisoned by a panic"))?;
+        let size = rows.len() * cap * w;
+        if spare.len() != size {
+            spare.resize(size, 0.0);
+        }
+        copy_rows(&cache.data, cap * w, rows, len * w, &mut spare, cap * w);
+        std::mem::swap(&mut cache.data, &mut spare);
+        cache.shape = vec![rows.len(), cap, w];
+        Ok(())
+    }
+}
+
+/// `dst` row `i` (stride `dst_stride`) gets the first `valid` elements of
+/// `src` row `rows[i]` (stride `src_stride`).
+fn copy_rows(
+    src: &[f32],
+    src_stride: usize,
+    rows: &[usize],
+    valid: usize,
+    dst: &mut [f32],
+    dst_stride: usize,
+) {
+    if valid == 0 {
+        return;
+    }
+    for (i, &r) in rows.iter().enumerate() {
+        dst[i * dst_stride..][..valid].copy_from_slice(&src[r * src_stride..][..valid]);
+    }
+}

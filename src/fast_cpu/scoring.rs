@@ -1,0 +1,157 @@
+//! The logits step of the fast CPU backend: per row, the log-softmax
+//! normaliser and the `k` best ids straight from the raw logits, with no
+//! copy of the `[rows, vocab]` block.
+//!
+//! Two vectorised passes per row read the logits: the maximum (with a NaN
+//! check), then `Σ exp(x - max)` ([`super::vmath::exp`]). The top-k scan
+//! shares the second pass's cache lines: a chunk of 16 logits whose largest
+//! value does not beat the current k-th best is skipped after one vector
+//! compare (masking only lowers a logit, so a skipped chunk can hold no
+//! winner); only the few chunks that can hold a winner are ranked one id
+//! at a time, with the mask looked up for those ids only.
+//!
+//! Semantics are [`crate::cpu::log_softmax_topk`]'s (the reference): the
+//! same ids in the same order (ranking by the masked raw logit, ties and
+//! the `-inf` tail by lower id). The log-probabilities are `x - (max + ln
+//! Σ)` with this file's vectorised sum, within a few ulp of the
+//! reference's id-order sum. Rows the fast path does not cover (a NaN or
+//! `+inf` logit, a row of only `-inf`, a forced-ids row, fewer than `k`
+//! unmasked finite logits) go to the reference function, row by row.
+
+use super::isa::multiversion;
+use super::vmath::{exp, LANES};
+use crate::cpu::log_softmax_topk::{check_mask, log_softmax_topk as reference};
+use crate::error::Result;
+use crate::model::backend::{TokenMask, TopK};
+
+multiversion! {
+    /// `(max, any NaN)` of a row.
+    fn max_nan(row: &[f32]) -> (f32, bool) {
+        let mut mx = [f32::NEG_INFINITY; LANES];
+        let mut nan = [false; LANES];
+        let mut chunks = row.chunks_exact(LANES);
+        for c in &mut chunks {
+            for l in 0..LANES {
+                mx[l] = mx[l].max(c[l]);
+                nan[l] |= c[l].is_nan();
+            }
+        }
+        for (l, &v) in chunks.remainder().iter().enumerate() {
+            mx[l] = mx[l].max(v);
+            nan[l] |= v.is_nan();
+        }
+        (mx.iter().copied().fold(f32::NEG_INFINITY, f32::max), nan.iter().any(|&b| b))
+    }
+}
+
+multiversion! {
+    /// `Σ exp(x - max)` over the row (f32, [`LANES`] partial sums), and the
+    /// top-k scan of the module docs into `best` (sorted best first, at most
+    /// `k`; `masked` sorted ids scored `-inf`).
+    fn sum_exp_topk(row: &[f32], max: f32, k: usize, masked: &[u32], best: &mut Vec<(f32, u32)>) -> f32 {
+        let mut acc = [0.0f32; LANES];
+        let mut chunks = row.chunks_exact(LANES);
+        let mut base = 0usize;
+        for c in &mut chunks {
+            let mut cmax = f32::NEG_INFINITY;
+            for l in 0..LANES {
+                acc[l] += exp(c[l] - max);
+                cmax = cmax.max(c[l]);
+            }
+            if best.len() < k || best.last().is_some_and(|&(w, _)| cmax > w) {
+                rank(c, base, k, masked, best);
+            }
+            base += LANES;
+        }
+        let rest = chunks.remainder();
+        for (l, &v) in rest.iter().enumerate() {
+            acc[l] += exp(v - max);
+        }
+        rank(rest, base, k, masked, best);
+        let mut w = LANES / 2;
+        while w > 0 {
+            for l in 0..w {
+                acc[l] += acc[l + w];
+            }
+            w /= 2;
+        }
+        acc[0]
+    }
+}
+
+/// Ranks ids `base..base + c.len()` into `best` one by one (the reference's
+/// insertion: after every entry that ranks at least as high, so ties keep
+/// id order). No NaN reaches here.
+#[inline(always)]
+fn rank(c: &[f32], base: usize, k: usize, masked: &[u32], best: &mut Vec<(f32, u32)>) {
+    for (j, &x) in c.iter().enumerate() {
+        if best.len() == k && best.last().is_some_and(|&(w, _)| x <= w) {
+            continue;
+        }
+        let id = (base + j) as u32;
+        let key = if masked.binary_search(&id).is_ok() {
+            f32::NEG_INFINITY
+        } else {
+            x
+        };
+        if best.len() == k && best.last().is_some_and(|&(w, _)| key <= w) {
+            continue;
+        }
+        let pos = best.partition_point(|&(b, _)| b >= key);
+        best.insert(pos, (key, id));
+        best.truncate(k);
+    }
+}
+
+/// The logits step over `logits` `[rows, vocab]`: the semantics and errors
+/// of [`crate::cpu::log_softmax_topk::log_softmax_topk`] (see the module
+/// docs for the rounding of the log-probabilities).
+pub fn log_softmax_topk(
+    logits: &[f32],
+    rows: usize,
+    vocab: usize,
+    mask: &TokenMask,
+    k: usize,
+) -> Result<TopK> {
+    crate::cpu::logits::check_rows_vocab_k("log_softmax_topk", logits.len(), rows, vocab, k)?;
+    check_mask(mask, rows, vocab)?;
+    let mut out = TopK {
+        rows,
+        k,
+        ids: Vec::with_capacity(rows * k),
+        log_probs: Vec::with_capacity(rows * k),
+    };
+    let mut masked: Vec<u32> = Vec::new();
+    let mut best: Vec<(f32, u32)> = Vec::with_capacity(k + 1);
+    for (r, row) in logits.chunks_exact(vocab).enumerate() {
+        let (max, nan) = max_nan(row);
+        let fast = !nan && max.is_finite() && mask.row_only(r).is_none();
+        if fast {
+            masked.clear();
+            masked.extend_from_slice(&mask.every_row);
+            masked.extend_from_slice(mask.row_masked(r));
+            masked.sort_unstable();
+            masked.dedup();
+            best.clear();
+            let sum = sum_exp_topk(row, max, k, &masked, &mut best);
+            if best.len() == k && best.iter().all(|&(key, _)| key.is_finite()) {
+                let shift = max + sum.ln();
+                for &(key, id) in &best {
+                    out.ids.push(id);
+                    out.log_probs.push(key - shift);
+                }
+                continue;
+            }
+        }
+        // The rare rows of the module docs: the reference, exactly.
+        let one = TokenMask {
+            every_row: mask.every_row.clone(),
+            per_row: mask.per_row.get(r).map_or_else(Vec::new, |p| vec![p.clone()]),
+            only: mask.only.get(r).map_or_else(Vec::new, |o| vec![o.clone()]),
+        };
+        let t = reference(row, 1, vocab, &one, k)?;
+        out.ids.extend_from_slice(&t.ids);
+        out.log_probs.extend_from_slice(&t.log_probs);
+    }
+    Ok(out)
+}
