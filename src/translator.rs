@@ -43,7 +43,10 @@ impl std::str::FromStr for TranslatorDevice {
     fn from_str(s: &str) -> Result<Self> {
         if let Some(t) = s.strip_prefix("cpu:") {
             return t.parse().map(TranslatorDevice::Cpu).map_err(|_| {
-                Error::invalid("translator", format!("device {s:?}: cpu:THREADS needs a number"))
+                Error::invalid(
+                    "translator",
+                    format!("device {s:?}: cpu:THREADS needs a number"),
+                )
             });
         }
         match s {

@@ -2,7 +2,9 @@
 //! on the committed fixtures (tests/fixtures/models/*, made by
 //! scripts/make_fixtures.py; schema in tests/fixtures/README.md): encoder
 //! states and teacher-forced logits within a named f32 tolerance, greedy,
-//! beam-4 and beam-4 2-best token ids exactly, alone and batched.
+//! beam-4 and beam-4 2-best token ids exactly, alone and batched; on the
+//! reference backend (`cpu::Cpu`) and on the fast one (`fast_cpu::FastCpu`),
+//! with the same tolerances.
 //!
 //! `TK_FIXTURES_DIR` overrides the fixture root (default
 //! `$CARGO_MANIFEST_DIR/tests/fixtures`). The fixtures are committed, so a
@@ -15,7 +17,8 @@ use std::path::{Path, PathBuf};
 use common_model::assert_close;
 use serde_json::Value;
 use transformer_kernels::cpu::Cpu;
-use transformer_kernels::model::{GenerationConfig, Hypothesis, MarianModel};
+use transformer_kernels::fast_cpu::FastCpu;
+use transformer_kernels::model::{Backend, GenerationConfig, Hypothesis, MarianModel};
 
 /// Two f32 implementations of the same network (different summation orders
 /// through 2+2 layers; measured max 6e-6) plus the fixtures' 6-decimal rounding (5e-7).
@@ -85,8 +88,9 @@ fn generated(row: &[u32], pad: u32) -> Vec<u32> {
     v
 }
 
-fn load(dir: &Path) -> (MarianModel<Cpu>, GenerationConfig, Value) {
-    let model = MarianModel::load(Cpu, dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+fn load<B: Backend>(backend: B, dir: &Path) -> (MarianModel<B>, GenerationConfig, Value) {
+    let model =
+        MarianModel::load(backend, dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let gen = GenerationConfig::from_model_dir(dir, model.config()).unwrap();
     (model, gen, expected(dir))
 }
@@ -120,12 +124,27 @@ fn check_generation_settings(name: &str, gen: &GenerationConfig, e: &Value) {
     );
 }
 
+/// The fast CPU backend with the pool of this machine (2 threads in CI):
+/// the same fixtures, tokens and tolerances as the reference.
+fn fast() -> FastCpu {
+    FastCpu::new(0).unwrap()
+}
+
 #[test]
 fn encoder_states_and_logits_match_hugging_face() {
+    states_and_logits("reference", || Cpu);
+}
+
+#[test]
+fn fast_cpu_encoder_states_and_logits_match_hugging_face() {
+    states_and_logits("fast cpu", fast);
+}
+
+fn states_and_logits<B: Backend>(label: &str, backend: impl Fn() -> B) {
     let Some(dirs) = model_dirs() else { return };
     for dir in dirs {
-        let name = dir.file_name().unwrap().to_string_lossy().to_string();
-        let (model, _, e) = load(&dir);
+        let name = format!("{label} {}", dir.file_name().unwrap().to_string_lossy());
+        let (model, _, e) = load(backend(), &dir);
         let sentences = e["sentences"].as_array().unwrap();
         for (i, s) in sentences.iter().enumerate() {
             let src = ids(&s["source_ids"]);
@@ -222,10 +241,19 @@ fn assert_nbest(what: &str, got: &[Hypothesis], exp_ids: &[Vec<u32>], exp_scores
 
 #[test]
 fn greedy_and_beam_ids_match_hugging_face_alone_and_batched() {
+    ids_alone_and_batched("reference", || Cpu);
+}
+
+#[test]
+fn fast_cpu_greedy_and_beam_ids_match_hugging_face_alone_and_batched() {
+    ids_alone_and_batched("fast cpu", fast);
+}
+
+fn ids_alone_and_batched<B: Backend>(label: &str, backend: impl Fn() -> B) {
     let Some(dirs) = model_dirs() else { return };
     for dir in dirs {
-        let name = dir.file_name().unwrap().to_string_lossy().to_string();
-        let (model, gen, e) = load(&dir);
+        let name = format!("{label} {}", dir.file_name().unwrap().to_string_lossy());
+        let (model, gen, e) = load(backend(), &dir);
         check_generation_settings(&name, &gen, &e);
         let pad = e["pad_token_id"].as_u64().unwrap() as u32;
         let sentences = e["sentences"].as_array().unwrap();

@@ -4,6 +4,7 @@
 //! min_length, min_new_tokens and full n-best lists, on the six fixture
 //! sentences of each fixture checkpoint as one batch. The expected results
 //! (tests/model_search_variants.json) come from tests/model_search_variants.py.
+//! Run on the reference backend and on the fast CPU backend.
 
 mod common_model;
 
@@ -12,7 +13,8 @@ use std::path::Path;
 use common_model::assert_close;
 use serde_json::Value;
 use transformer_kernels::cpu::Cpu;
-use transformer_kernels::model::{EarlyStopping, GenerationConfig, MarianModel};
+use transformer_kernels::fast_cpu::FastCpu;
+use transformer_kernels::model::{Backend, EarlyStopping, GenerationConfig, MarianModel};
 
 /// Beam scores: length-normalised sums of up to 14 log-probs, each within
 /// the fixtures' state tolerance; relative for the large scores of length_penalty < 0.
@@ -52,6 +54,15 @@ fn apply(gen: &mut GenerationConfig, s: &Value) {
 
 #[test]
 fn search_settings_match_hugging_face() {
+    settings_match(|| Cpu);
+}
+
+#[test]
+fn fast_cpu_search_settings_match_hugging_face() {
+    settings_match(|| FastCpu::new(0).unwrap());
+}
+
+fn settings_match<B: Backend>(backend: impl Fn() -> B) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let all: Value = serde_json::from_str(
         &std::fs::read_to_string(root.join("tests/model_search_variants.json")).unwrap(),
@@ -60,7 +71,7 @@ fn search_settings_match_hugging_face() {
     let mut checked = 0;
     for (name, runs) in all.as_object().unwrap() {
         let dir = root.join("tests/fixtures/models").join(name);
-        let model = MarianModel::load(Cpu, &dir).unwrap();
+        let model = MarianModel::load(backend(), &dir).unwrap();
         let base = GenerationConfig::from_model_dir(&dir, model.config()).unwrap();
         let e: Value = common_model::read_expected(&dir);
         let srcs: Vec<Vec<u32>> = e["sentences"]
@@ -79,7 +90,11 @@ fn search_settings_match_hugging_face() {
             for (i, nbest) in out.iter().enumerate() {
                 assert_eq!(nbest.len(), n);
                 for (j, h) in nbest.iter().enumerate() {
-                    let what = format!("{name} {} sentence {i} hypothesis {j}", run["settings"]);
+                    let what = format!(
+                        "{} {name} {} sentence {i} hypothesis {j}",
+                        model.backend().name(),
+                        run["settings"]
+                    );
                     let mut want = u32s(&seqs[i * n + j])[1..].to_vec();
                     while want.last() == Some(&gen.pad_token_id) {
                         want.pop();

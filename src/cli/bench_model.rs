@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use transformer_kernels::cpu::Cpu;
-use transformer_kernels::fast_cpu::FastCpu;
 use transformer_kernels::cuda::{CudaBackend, Device, DeviceTensor};
+use transformer_kernels::fast_cpu::FastCpu;
 use transformer_kernels::model::{Backend, GenerationConfig, MarianModel, ModelConfig, TokenMask};
 use transformer_kernels::tokenizer::MarianTokenizer;
 use transformer_kernels::{DType, Error, Result};

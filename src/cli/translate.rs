@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use transformer_kernels::cpu::Cpu;
-use transformer_kernels::fast_cpu::FastCpu;
 use transformer_kernels::cuda::{CudaBackend, Device};
+use transformer_kernels::fast_cpu::FastCpu;
 use transformer_kernels::model::weights::checkpoint_dtype;
 use transformer_kernels::model::{Backend, GenerationConfig, Hypothesis, MarianModel};
 use transformer_kernels::tokenizer::MarianTokenizer;

@@ -137,7 +137,7 @@ impl Backend for FastCpu {
     type Lengths = Vec<usize>;
 
     fn name(&self) -> &'static str {
-        "cpu"
+        "fast-cpu"
     }
 
     /// Keeps f32 whatever `dtype` says (widening f16 / bf16 is exact).
@@ -189,8 +189,7 @@ impl Backend for FastCpu {
                 fmt_shape(&table.shape),
             ));
         };
-        let data =
-            embedding::embedding(ids, rows, seq, &table.data(), vocab, d, scale, start)?;
+        let data = embedding::embedding(ids, rows, seq, &table.data(), vocab, d, scale, start)?;
         FastTensor::new(data, &[rows, seq, d])
     }
 
@@ -213,7 +212,16 @@ impl Backend for FastCpu {
         let m = x.data.len().checked_div(k).unwrap_or(0);
         let mut y = vec![0.0f32; m * p.n()];
         let bias = b.map(|b| b.data());
-        gemm(self.isa, &self.threads, &x.data, m, p, bias.as_deref(), act, &mut y)?;
+        gemm(
+            self.isa,
+            &self.threads,
+            &x.data,
+            m,
+            p,
+            bias.as_deref(),
+            act,
+            &mut y,
+        )?;
         let mut shape = x.shape.clone();
         if let Some(last) = shape.last_mut() {
             *last = p.n();

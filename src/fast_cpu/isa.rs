@@ -34,7 +34,11 @@ impl Isa {
                 Ok("avx2") => Isa::Avx2,
                 _ => Isa::Avx512,
             };
-            Isa::supported().into_iter().filter(|&i| i <= cap).max().unwrap_or(Isa::Portable)
+            Isa::supported()
+                .into_iter()
+                .filter(|&i| i <= cap)
+                .max()
+                .unwrap_or(Isa::Portable)
         })
     }
 

@@ -34,7 +34,11 @@ impl PackedWeight {
             .and_then(|s| s.checked_mul(NR))
             .ok_or_else(|| Error::invalid("pack", format!("[{n}, {k}] overflows")))?;
         let mut panels = vec![0.0f32; size];
-        for (p, panel) in panels.chunks_exact_mut((k * NR).max(1)).enumerate().take(np) {
+        for (p, panel) in panels
+            .chunks_exact_mut((k * NR).max(1))
+            .enumerate()
+            .take(np)
+        {
             for j in 0..NR.min(n - p * NR) {
                 let row = &w[(p * NR + j) * k..][..k];
                 for (kk, &v) in row.iter().enumerate() {

@@ -2,13 +2,13 @@
 //! normaliser and the `k` best ids straight from the raw logits, with no
 //! copy of the `[rows, vocab]` block.
 //!
-//! Two vectorised passes per row read the logits: the maximum (with a NaN
-//! check), then `Σ exp(x - max)` ([`super::vmath::exp`]). The top-k scan
-//! shares the second pass's cache lines: a chunk of 16 logits whose largest
-//! value does not beat the current k-th best is skipped after one vector
-//! compare (masking only lowers a logit, so a skipped chunk can hold no
-//! winner); only the few chunks that can hold a winner are ranked one id
-//! at a time, with the mask looked up for those ids only.
+//! Two vectorised sweeps of each row, which stays in L1 between them. The
+//! first finds the maximum, checks for NaN and scans for the top k: a
+//! chunk of 16 logits none of which beats the current k-th best is skipped
+//! after one vector compare (masking only lowers a logit, so a skipped
+//! chunk can hold no winner), and only the few chunks that can hold a
+//! winner are ranked one id at a time, with the mask looked up for those
+//! ids only. The second sums `exp(x - max)` ([`super::vmath::exp`]).
 //!
 //! Semantics are [`crate::cpu::log_softmax_topk`]'s (the reference): the
 //! same ids in the same order (ranking by the masked raw logit, ties and
@@ -25,49 +25,18 @@ use crate::error::Result;
 use crate::model::backend::{TokenMask, TopK};
 
 multiversion! {
-    /// `(max, any NaN)` of a row.
-    fn max_nan(row: &[f32]) -> (f32, bool) {
-        let mut mx = [f32::NEG_INFINITY; LANES];
-        let mut nan = [false; LANES];
+    /// `Σ exp(x - max)` over the row (f32, [`LANES`] partial sums, fixed order).
+    fn sum_exp(row: &[f32], max: f32) -> f32 {
+        let mut acc = [0.0f32; LANES];
         let mut chunks = row.chunks_exact(LANES);
         for c in &mut chunks {
             for l in 0..LANES {
-                mx[l] = mx[l].max(c[l]);
-                nan[l] |= c[l].is_nan();
+                acc[l] += exp(c[l] - max);
             }
         }
         for (l, &v) in chunks.remainder().iter().enumerate() {
-            mx[l] = mx[l].max(v);
-            nan[l] |= v.is_nan();
-        }
-        (mx.iter().copied().fold(f32::NEG_INFINITY, f32::max), nan.iter().any(|&b| b))
-    }
-}
-
-multiversion! {
-    /// `Σ exp(x - max)` over the row (f32, [`LANES`] partial sums), and the
-    /// top-k scan of the module docs into `best` (sorted best first, at most
-    /// `k`; `masked` sorted ids scored `-inf`).
-    fn sum_exp_topk(row: &[f32], max: f32, k: usize, masked: &[u32], best: &mut Vec<(f32, u32)>) -> f32 {
-        let mut acc = [0.0f32; LANES];
-        let mut chunks = row.chunks_exact(LANES);
-        let mut base = 0usize;
-        for c in &mut chunks {
-            let mut cmax = f32::NEG_INFINITY;
-            for l in 0..LANES {
-                acc[l] += exp(c[l] - max);
-                cmax = cmax.max(c[l]);
-            }
-            if best.len() < k || best.last().is_some_and(|&(w, _)| cmax > w) {
-                rank(c, base, k, masked, best);
-            }
-            base += LANES;
-        }
-        let rest = chunks.remainder();
-        for (l, &v) in rest.iter().enumerate() {
             acc[l] += exp(v - max);
         }
-        rank(rest, base, k, masked, best);
         let mut w = LANES / 2;
         while w > 0 {
             for l in 0..w {
@@ -76,6 +45,40 @@ multiversion! {
             w /= 2;
         }
         acc[0]
+    }
+}
+
+multiversion! {
+    /// One sweep of the row: its maximum, whether it holds a NaN, and the
+    /// top-k scan of the module docs into `best` (sorted best first, at
+    /// most `k`; `masked` sorted ids scored `-inf`; meaningless when the
+    /// row holds a NaN, which the caller then sends to the reference).
+    fn scan(row: &[f32], k: usize, masked: &[u32], best: &mut Vec<(f32, u32)>) -> (f32, bool) {
+        let mut mx = [f32::NEG_INFINITY; LANES];
+        let mut nan = [false; LANES];
+        let mut chunks = row.chunks_exact(LANES);
+        let mut base = 0usize;
+        for c in &mut chunks {
+            let thr = if best.len() < k { f32::NEG_INFINITY } else { best.last().map_or(f32::NEG_INFINITY, |b| b.0) };
+            let mut any = false;
+            for l in 0..LANES {
+                let v = c[l];
+                mx[l] = if v > mx[l] { v } else { mx[l] };
+                nan[l] |= v != v;
+                any |= v > thr;
+            }
+            if any || best.len() < k {
+                rank(c, base, k, masked, best);
+            }
+            base += LANES;
+        }
+        for (l, &v) in chunks.remainder().iter().enumerate() {
+            mx[l] = if v > mx[l] { v } else { mx[l] };
+            nan[l] |= v.is_nan();
+        }
+        rank(chunks.remainder(), base, k, masked, best);
+        let max = mx.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+        (max, nan.iter().any(|&b| b))
     }
 }
 
@@ -124,16 +127,18 @@ pub fn log_softmax_topk(
     let mut masked: Vec<u32> = Vec::new();
     let mut best: Vec<(f32, u32)> = Vec::with_capacity(k + 1);
     for (r, row) in logits.chunks_exact(vocab).enumerate() {
-        let (max, nan) = max_nan(row);
-        let fast = !nan && max.is_finite() && mask.row_only(r).is_none();
-        if fast {
+        if mask.row_only(r).is_none() {
             masked.clear();
             masked.extend_from_slice(&mask.every_row);
             masked.extend_from_slice(mask.row_masked(r));
             masked.sort_unstable();
             masked.dedup();
             best.clear();
-            let sum = sum_exp_topk(row, max, k, &masked, &mut best);
+            let (max, nan) = scan(row, k, &masked, &mut best);
+            if nan || !max.is_finite() {
+                best.clear();
+            }
+            let sum = if best.is_empty() { 0.0 } else { sum_exp(row, max) };
             if best.len() == k && best.iter().all(|&(key, _)| key.is_finite()) {
                 let shift = max + sum.ln();
                 for &(key, id) in &best {
@@ -146,7 +151,10 @@ pub fn log_softmax_topk(
         // The rare rows of the module docs: the reference, exactly.
         let one = TokenMask {
             every_row: mask.every_row.clone(),
-            per_row: mask.per_row.get(r).map_or_else(Vec::new, |p| vec![p.clone()]),
+            per_row: mask
+                .per_row
+                .get(r)
+                .map_or_else(Vec::new, |p| vec![p.clone()]),
             only: mask.only.get(r).map_or_else(Vec::new, |o| vec![o.clone()]),
         };
         let t = reference(row, 1, vocab, &one, k)?;

@@ -259,7 +259,12 @@ mod tests {
     fn activations_match_the_f64_reference() {
         // Named tolerance: 4 ulp-equivalents of the value's magnitude plus
         // 1e-7 absolute (erf's fit error near 0 where the value is tiny).
-        for act in [Activation::Relu, Activation::Swish, Activation::Gelu, Activation::GeluTanh] {
+        for act in [
+            Activation::Relu,
+            Activation::Swish,
+            Activation::Gelu,
+            Activation::GeluTanh,
+        ] {
             let mut xs: Vec<f32> = (-2000..=2000).map(|i| i as f32 * 0.01).collect();
             xs.extend([-100.0, 100.0, 1e-30, -1e-30, 0.0]);
             let mut got = xs.clone();
@@ -267,7 +272,10 @@ mod tests {
             for (&x, &g) in xs.iter().zip(&got) {
                 let want = act.eval_f64(f64::from(x));
                 let tol = 4.0 * f64::from(f32::EPSILON) * want.abs() + 1e-7;
-                assert!((f64::from(g) - want).abs() <= tol, "{act:?}({x}) = {g} vs {want}");
+                assert!(
+                    (f64::from(g) - want).abs() <= tol,
+                    "{act:?}({x}) = {g} vs {want}"
+                );
             }
         }
     }
@@ -276,7 +284,9 @@ mod tests {
     fn layer_norm_row_matches_the_f64_reference() {
         let mut seed = 7u64;
         let mut rand = || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
         };
         for n in [1, 3, 16, 17, 192, 513] {
@@ -300,7 +310,11 @@ mod tests {
     fn dot_and_sum_match_f64() {
         let a: Vec<f32> = (0..77).map(|i| (i as f32 * 0.37).sin()).collect();
         let b: Vec<f32> = (0..77).map(|i| (i as f32 * 0.11).cos()).collect();
-        let want: f64 = a.iter().zip(&b).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum();
+        let want: f64 = a
+            .iter()
+            .zip(&b)
+            .map(|(&x, &y)| f64::from(x) * f64::from(y))
+            .sum();
         assert!((f64::from(dot(&a, &b)) - want).abs() < 1e-5);
         let want: f64 = a.iter().map(|&x| f64::from(x)).sum();
         assert!((f64::from(sum(&a)) - want).abs() < 1e-5);

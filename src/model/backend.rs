@@ -192,7 +192,7 @@ pub trait Backend {
     /// once per batch by [`Backend::key_lengths`].
     type Lengths;
 
-    /// Short name for messages (`"cpu"`, `"cuda"`).
+    /// Short name for messages (`"cpu"`, `"fast-cpu"`, `"cuda"`).
     fn name(&self) -> &'static str;
 
     /// Copies host f32 data of `shape` (row-major) to the device, stored as
