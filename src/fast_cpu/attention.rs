@@ -13,11 +13,11 @@
 
 use super::isa::multiversion;
 use super::threads::{SharedOut, Threads};
-use super::vmath::{dot_inline, exp};
+use super::vmath::{dot_inline, exp, LANES};
 
 /// Below this many multiply-adds (`rows·heads·q_len·k_len·head_dim`) the
 /// call runs on one thread.
-const PARALLEL_MIN_MACS: usize = 1 << 20;
+const PARALLEL_MIN_MACS: usize = 1 << 17;
 
 /// A `[rows, positions, width]` operand inside a larger row-major tensor:
 /// element `(r, p, c)` is `data[offset + r·row_stride + p·pos_stride + c]`.
@@ -87,44 +87,145 @@ pub fn attention(
 }
 
 multiversion! {
-    /// Every head and query of batch row `r` into `o` (`[q_len, d]`).
+    /// Every head and query of batch row `r` into `o` (`[q_len, d]`);
+    /// the usual head sizes get a register-resident accumulator.
     fn attend_row(q: Strided<'_>, k: Strided<'_>, v: Strided<'_>, s: Shape<'_>, scale: f32, r: usize, o: &mut [f32]) {
-        let hd = s.head_dim;
-        let d = s.heads * hd;
-        let len_r = s.key_lengths.map_or(s.k_len, |l| l[r].min(s.k_len));
-        let mut scores = vec![0.0f32; s.k_len];
-        let mut acc = vec![0.0f32; hd];
-        for i in 0..s.q_len {
-            let visible = if s.causal {
-                (s.k_len + i + 1).saturating_sub(s.q_len).min(len_r)
-            } else {
-                len_r
-            };
-            for h in 0..s.heads {
-                let out = &mut o[i * d + h * hd..][..hd];
-                if visible == 0 {
-                    out.fill(0.0);
-                    continue;
+        match s.head_dim {
+            32 => attend_row_fixed::<32>(q, k, v, s, scale, r, o),
+            64 => attend_row_fixed::<64>(q, k, v, s, scale, r, o),
+            128 => attend_row_fixed::<128>(q, k, v, s, scale, r, o),
+            _ => attend_row_any(q, k, v, s, scale, r, o),
+        }
+    }
+}
+
+/// Keys visible to query `i` of row `r` (causal and key-length masks).
+#[inline(always)]
+fn visible(s: &Shape<'_>, r: usize, i: usize) -> usize {
+    let len_r = s.key_lengths.map_or(s.k_len, |l| l[r].min(s.k_len));
+    if s.causal {
+        (s.k_len + i + 1).saturating_sub(s.q_len).min(len_r)
+    } else {
+        len_r
+    }
+}
+
+/// `scores[j] = exp(scores[j] - max)` over `scores`, returning the sum
+/// (vectorised; [`LANES`] partial sums in a fixed order).
+#[inline(always)]
+fn exp_in_place(scores: &mut [f32], max: f32) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let (chunks, rest) = scores.as_chunks_mut::<LANES>();
+    for c in chunks {
+        for l in 0..LANES {
+            c[l] = exp(c[l] - max);
+            acc[l] += c[l];
+        }
+    }
+    for (l, v) in rest.iter_mut().enumerate() {
+        *v = exp(*v - max);
+        acc[l] += *v;
+    }
+    acc.iter().sum()
+}
+
+/// [`attend_row`] for a head size known at compile time: `q`, the
+/// accumulator and each key / value row are `HD`-element arrays.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn attend_row_fixed<const HD: usize>(
+    q: Strided<'_>,
+    k: Strided<'_>,
+    v: Strided<'_>,
+    s: Shape<'_>,
+    scale: f32,
+    r: usize,
+    o: &mut [f32],
+) {
+    let d = s.heads * HD;
+    let mut scores = vec![0.0f32; s.k_len];
+    for i in 0..s.q_len {
+        let vis = visible(&s, r, i);
+        for h in 0..s.heads {
+            let out: &mut [f32; HD] = (&mut o[i * d + h * HD..][..HD])
+                .try_into()
+                .unwrap_or_else(|_| unreachable!());
+            if vis == 0 {
+                out.fill(0.0);
+                continue;
+            }
+            let qv: &[f32; HD] = q
+                .at(r, i, h * HD, HD)
+                .try_into()
+                .unwrap_or_else(|_| unreachable!());
+            let mut max = f32::NEG_INFINITY;
+            for (j, sc) in scores[..vis].iter_mut().enumerate() {
+                let kv: &[f32; HD] = k
+                    .at(r, j, h * HD, HD)
+                    .try_into()
+                    .unwrap_or_else(|_| unreachable!());
+                *sc = dot_inline(qv, kv) * scale;
+                max = if *sc > max { *sc } else { max };
+            }
+            let sum = exp_in_place(&mut scores[..vis], max);
+            let mut acc = [0.0f32; HD];
+            for (j, &p) in scores[..vis].iter().enumerate() {
+                let vv: &[f32; HD] = v
+                    .at(r, j, h * HD, HD)
+                    .try_into()
+                    .unwrap_or_else(|_| unreachable!());
+                for c in 0..HD {
+                    acc[c] = p.mul_add(vv[c], acc[c]);
                 }
-                let qv = q.at(r, i, h * hd, hd);
-                let mut max = f32::NEG_INFINITY;
-                for (j, sc) in scores[..visible].iter_mut().enumerate() {
-                    *sc = dot_inline(qv, k.at(r, j, h * hd, hd)) * scale;
-                    max = max.max(*sc);
+            }
+            let inv = 1.0 / sum;
+            for c in 0..HD {
+                out[c] = acc[c] * inv;
+            }
+        }
+    }
+}
+
+/// [`attend_row`] for any head size.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn attend_row_any(
+    q: Strided<'_>,
+    k: Strided<'_>,
+    v: Strided<'_>,
+    s: Shape<'_>,
+    scale: f32,
+    r: usize,
+    o: &mut [f32],
+) {
+    let hd = s.head_dim;
+    let d = s.heads * hd;
+    let mut scores = vec![0.0f32; s.k_len];
+    let mut acc = vec![0.0f32; hd];
+    for i in 0..s.q_len {
+        let vis = visible(&s, r, i);
+        for h in 0..s.heads {
+            let out = &mut o[i * d + h * hd..][..hd];
+            if vis == 0 {
+                out.fill(0.0);
+                continue;
+            }
+            let qv = q.at(r, i, h * hd, hd);
+            let mut max = f32::NEG_INFINITY;
+            for (j, sc) in scores[..vis].iter_mut().enumerate() {
+                *sc = dot_inline(qv, k.at(r, j, h * hd, hd)) * scale;
+                max = if *sc > max { *sc } else { max };
+            }
+            let sum = exp_in_place(&mut scores[..vis], max);
+            acc.fill(0.0);
+            for (j, &p) in scores[..vis].iter().enumerate() {
+                for (a, &x) in acc.iter_mut().zip(v.at(r, j, h * hd, hd)) {
+                    *a = p.mul_add(x, *a);
                 }
-                acc.fill(0.0);
-                let mut sum = 0.0f32;
-                for (j, &sc) in scores[..visible].iter().enumerate() {
-                    let p = exp(sc - max);
-                    sum += p;
-                    for (a, &x) in acc.iter_mut().zip(v.at(r, j, h * hd, hd)) {
-                        *a = p.mul_add(x, *a);
-                    }
-                }
-                let inv = 1.0 / sum;
-                for (o, &a) in out.iter_mut().zip(&acc) {
-                    *o = a * inv;
-                }
+            }
+            let inv = 1.0 / sum;
+            for (o, &a) in out.iter_mut().zip(&acc) {
+                *o = a * inv;
             }
         }
     }

@@ -28,13 +28,13 @@ multiversion! {
     /// `Σ exp(x - max)` over the row (f32, [`LANES`] partial sums, fixed order).
     fn sum_exp(row: &[f32], max: f32) -> f32 {
         let mut acc = [0.0f32; LANES];
-        let mut chunks = row.chunks_exact(LANES);
-        for c in &mut chunks {
+        let (chunks, rest) = row.as_chunks::<LANES>();
+        for c in chunks {
             for l in 0..LANES {
                 acc[l] += exp(c[l] - max);
             }
         }
-        for (l, &v) in chunks.remainder().iter().enumerate() {
+        for (l, &v) in rest.iter().enumerate() {
             acc[l] += exp(v - max);
         }
         let mut w = LANES / 2;
@@ -56,9 +56,9 @@ multiversion! {
     fn scan(row: &[f32], k: usize, masked: &[u32], best: &mut Vec<(f32, u32)>) -> (f32, bool) {
         let mut mx = [f32::NEG_INFINITY; LANES];
         let mut nan = [false; LANES];
-        let mut chunks = row.chunks_exact(LANES);
+        let (chunks, rest) = row.as_chunks::<LANES>();
         let mut base = 0usize;
-        for c in &mut chunks {
+        for c in chunks {
             let thr = if best.len() < k { f32::NEG_INFINITY } else { best.last().map_or(f32::NEG_INFINITY, |b| b.0) };
             let mut any = false;
             for l in 0..LANES {
@@ -72,11 +72,11 @@ multiversion! {
             }
             base += LANES;
         }
-        for (l, &v) in chunks.remainder().iter().enumerate() {
+        for (l, &v) in rest.iter().enumerate() {
             mx[l] = if v > mx[l] { v } else { mx[l] };
             nan[l] |= v.is_nan();
         }
-        rank(chunks.remainder(), base, k, masked, best);
+        rank(rest, base, k, masked, best);
         let max = mx.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
         (max, nan.iter().any(|&b| b))
     }
@@ -138,7 +138,11 @@ pub fn log_softmax_topk(
             if nan || !max.is_finite() {
                 best.clear();
             }
-            let sum = if best.is_empty() { 0.0 } else { sum_exp(row, max) };
+            let sum = if best.is_empty() {
+                0.0
+            } else {
+                sum_exp(row, max)
+            };
             if best.len() == k && best.iter().all(|&(key, _)| key.is_finite()) {
                 let shift = max + sum.ln();
                 for &(key, id) in &best {

@@ -1,61 +1,256 @@
-//! The fast CPU backend's worker threads: one persistent rayon pool, sized
-//! once (`--threads`, or the machine's available parallelism read once),
-//! used only where the work pays for the hand-off (large GEMMs, the
-//! vocabulary projection, the encoder's attention).
+//! The fast CPU backend's worker threads: one persistent pool, sized once
+//! (`--threads`, or the machine's available parallelism read once), used
+//! only where the work pays for the hand-off (large GEMMs, the vocabulary
+//! projection, attention over many rows).
+//!
+//! For `n` threads the pool holds `n - 1` workers and the calling thread
+//! computes one share itself: `n` threads compute, never more. Between
+//! jobs a worker spins on the job counter for [`SPIN`] before it sleeps on
+//! a condition variable, so the many small products of a decode step (a
+//! few hundred microseconds apart) start without a kernel wake-up, and an
+//! idle translator costs nothing. Why not rayon: its workers yield and
+//! sleep within microseconds and the submitting thread only waits, so on
+//! the 2-core machine both a 2-worker pool (3 threads on 2 cores) and
+//! `in_place_scope` with 1 worker (a sleeping worker per product) made the
+//! whole model no faster than 1 thread; this pool's decode step is faster
+//! with 2 (BENCHMARKS.md).
+
+use std::cell::UnsafeCell;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
-/// A pool of `n` worker threads (none when `n == 1`: the caller's thread
-/// does all the work).
-#[derive(Debug)]
+/// Most threads of one pool (the job word holds the share count in 16 bits).
+pub const MAX_THREADS: usize = 1024;
+
+/// How long an idle worker spins for the next job before it sleeps.
+pub const SPIN: Duration = Duration::from_micros(500);
+
+/// `n` threads: `n - 1` pool workers and the caller (no worker when
+/// `n == 1`: the caller's thread does all the work).
 pub struct Threads {
-    pool: Option<rayon::ThreadPool>,
     n: usize,
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+    /// Held by the thread whose job is running; a second caller meanwhile
+    /// runs its own job alone rather than wait.
+    submit: Mutex<()>,
 }
+
+impl std::fmt::Debug for Threads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Threads({})", self.n)
+    }
+}
+
+/// One job: `tasks` task indices in `shares` contiguous shares; share `s`
+/// is `tasks·s/shares .. tasks·(s+1)/shares`.
+#[derive(Clone, Copy)]
+struct Job {
+    f: *const (dyn Fn(usize) + Sync),
+    tasks: usize,
+    shares: usize,
+}
+
+struct Shared {
+    /// `(job number << 16) | shares` of the latest job, stored (SeqCst)
+    /// after `job` is written; a worker reads `job` only after seeing a new
+    /// value (Acquire) whose shares include its own. One word, so a worker
+    /// never pairs one job's number with another's shares.
+    state: AtomicUsize,
+    job: UnsafeCell<Job>,
+    /// Worker shares of the current job not finished yet.
+    remaining: AtomicUsize,
+    /// A worker's share panicked.
+    panicked: AtomicBool,
+    shutdown: AtomicBool,
+    /// Workers asleep (or about to be), guarded by `sleep_lock` for the
+    /// wake-up handshake.
+    sleepers: AtomicUsize,
+    sleep_lock: Mutex<()>,
+    wake: Condvar,
+}
+
+// SAFETY: `job` is written only by the submitting thread while no worker
+// reads it (every worker with a share of the previous job has finished it,
+// `remaining == 0`, and workers without a share never read it), and read
+// by workers only after the Release/Acquire handshake on `state`; the
+// closure it points to is `Sync` and outlives the job (`run` waits for
+// every share).
+unsafe impl Sync for Shared {}
+unsafe impl Send for Shared {}
 
 impl Threads {
     /// `n` threads; `0` means the machine's available parallelism (read
     /// here, once; 1 if it cannot be read).
     ///
-    /// Errors: [`Error::InvalidArgument`] if the pool's threads cannot be
-    /// started (the OS refused to spawn them).
+    /// Errors: [`Error::InvalidArgument`] if a worker thread cannot be
+    /// started (the OS refused to spawn it).
     pub fn new(n: usize) -> Result<Self> {
         let n = if n == 0 {
             std::thread::available_parallelism().map_or(1, |p| p.get())
         } else {
             n
+        }
+        .min(MAX_THREADS);
+        let shared = Arc::new(Shared {
+            state: AtomicUsize::new(0),
+            job: UnsafeCell::new(Job {
+                f: &|_| {},
+                tasks: 0,
+                shares: 1,
+            }),
+            remaining: AtomicUsize::new(0),
+            panicked: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+            sleepers: AtomicUsize::new(0),
+            sleep_lock: Mutex::new(()),
+            wake: Condvar::new(),
+        });
+        let mut threads = Threads {
+            n,
+            shared: shared.clone(),
+            workers: Vec::with_capacity(n.saturating_sub(1)),
+            submit: Mutex::new(()),
         };
-        let pool = if n > 1 {
-            Some(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(n)
-                    .thread_name(|i| format!("tk-cpu-{i}"))
-                    .build()
-                    .map_err(|e| {
-                        Error::invalid("threads", format!("cannot start {n} threads: {e}"))
-                    })?,
-            )
-        } else {
-            None
-        };
-        Ok(Threads { pool, n })
+        for w in 1..n {
+            let shared = shared.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("tk-cpu-{w}"))
+                .spawn(move || worker(&shared, w))
+                .map_err(|e| Error::invalid("threads", format!("cannot start {n} threads: {e}")))?;
+            threads.workers.push(handle);
+        }
+        Ok(threads)
     }
 
-    /// Number of threads doing the work (the caller's included).
+    /// Number of threads doing the work (the caller's included; at most
+    /// [`MAX_THREADS`]).
     pub fn count(&self) -> usize {
         self.n
     }
 
-    /// Runs `f(0) .. f(tasks - 1)`, on the pool when `parallel` and there
-    /// is more than one task, else in order on this thread. `f` must only
-    /// touch disjoint data per task index.
-    pub fn run(&self, tasks: usize, parallel: bool, f: impl Fn(usize) + Sync + Send) {
-        match &self.pool {
-            Some(pool) if parallel && tasks > 1 => pool.install(|| {
-                use rayon::prelude::*;
-                (0..tasks).into_par_iter().for_each(f)
-            }),
-            _ => (0..tasks).for_each(f),
+    /// Runs `f(0) .. f(tasks - 1)`: when `parallel` and there is more than
+    /// one task, in `count()` contiguous shares, the first on this thread
+    /// and the others on the workers; else in order on this thread. `f`
+    /// must only touch disjoint data per task index. A panic in any share
+    /// is re-raised here after every share has finished.
+    pub fn run(&self, tasks: usize, parallel: bool, f: impl Fn(usize) + Sync) {
+        let shares = self.n.min(tasks);
+        let guard = match self.submit.try_lock() {
+            Ok(g) if parallel && shares > 1 => g,
+            _ => return (0..tasks).for_each(f),
+        };
+        let sh = &*self.shared;
+        let f: &(dyn Fn(usize) + Sync) = &f;
+        // SAFETY: erases the closure's lifetime for the workers; this
+        // function does not return (or unwind) before every worker share
+        // has finished with it (the wait below).
+        let f: *const (dyn Fn(usize) + Sync) = unsafe { std::mem::transmute(f) };
+        // SAFETY: no worker reads `job` now (see `Shared`'s Sync impl).
+        unsafe {
+            *sh.job.get() = Job { f, tasks, shares };
+        }
+        sh.panicked.store(false, Ordering::Relaxed);
+        sh.remaining.store(shares - 1, Ordering::Relaxed);
+        let next = ((sh.state.load(Ordering::Relaxed) >> 16).wrapping_add(1) << 16) | shares;
+        sh.state.store(next, Ordering::SeqCst);
+        if sh.sleepers.load(Ordering::SeqCst) > 0 {
+            let _lock = sh.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
+            sh.wake.notify_all();
+        }
+        // SAFETY: `f` is alive (it is this function's argument).
+        let mine = catch_unwind(AssertUnwindSafe(|| unsafe {
+            run_share(&*f, tasks, shares, 0)
+        }));
+        while sh.remaining.load(Ordering::Acquire) > 0 {
+            std::hint::spin_loop();
+        }
+        drop(guard);
+        if let Err(p) = mine {
+            resume_unwind(p);
+        }
+        if sh.panicked.load(Ordering::Relaxed) {
+            panic!(
+                "a fast_cpu worker thread panicked (a bug: every input was checked before the job)"
+            );
+        }
+    }
+}
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        let next = (self.shared.state.load(Ordering::Relaxed) >> 16).wrapping_add(1) << 16;
+        self.shared.state.store(next, Ordering::SeqCst);
+        {
+            let _lock = self
+                .shared
+                .sleep_lock
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            self.shared.wake.notify_all();
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+/// Share `s` of a job.
+fn run_share(f: &(dyn Fn(usize) + Sync), tasks: usize, shares: usize, s: usize) {
+    (tasks * s / shares..tasks * (s + 1) / shares).for_each(f);
+}
+
+/// A worker: waits for each new job (spinning for [`SPIN`], then
+/// sleeping), runs its share `w` if the job has one, and reports.
+fn worker(sh: &Shared, w: usize) {
+    // Job 0 is "none": a worker that starts late still sees job 1.
+    let mut seen = 0usize;
+    loop {
+        let start = Instant::now();
+        let mut spins = 0u32;
+        let state = loop {
+            let s = sh.state.load(Ordering::Acquire);
+            if s != seen {
+                break s;
+            }
+            spins = spins.wrapping_add(1);
+            if spins % 256 == 0 && start.elapsed() > SPIN {
+                let lock = sh.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
+                sh.sleepers.fetch_add(1, Ordering::SeqCst);
+                let lock = sh
+                    .wake
+                    .wait_while(lock, |_| sh.state.load(Ordering::SeqCst) == seen)
+                    .unwrap_or_else(|e| e.into_inner());
+                sh.sleepers.fetch_sub(1, Ordering::SeqCst);
+                drop(lock);
+            } else {
+                std::hint::spin_loop();
+            }
+        };
+        seen = state;
+        if sh.shutdown.load(Ordering::SeqCst) {
+            return;
+        }
+        let shares = state & 0xffff;
+        if w < shares {
+            // SAFETY: written before the state store we just observed, and
+            // not rewritten before this share reports (see `Shared`).
+            let job = unsafe { *sh.job.get() };
+            // SAFETY: the submitter keeps the closure alive until
+            // `remaining` reaches 0, which happens after this share.
+            let r = catch_unwind(AssertUnwindSafe(|| unsafe {
+                run_share(&*job.f, job.tasks, job.shares, w)
+            }));
+            if r.is_err() {
+                sh.panicked.store(true, Ordering::Relaxed);
+            }
+            sh.remaining.fetch_sub(1, Ordering::Release);
         }
     }
 }
@@ -95,3 +290,71 @@ impl SharedOut {
 // gives each task exclusive, in-bounds, live elements.
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    #[test]
+    fn every_task_runs_once_in_every_pool_size_and_after_sleeping() {
+        for n in [1, 2, 3, 5] {
+            let t = Threads::new(n).unwrap();
+            for (round, tasks) in [0usize, 1, 2, 7, 100, 3].into_iter().enumerate() {
+                if round == 4 {
+                    // Let the workers fall asleep: the next job must wake them.
+                    std::thread::sleep(SPIN * 4);
+                }
+                let hits: Vec<AtomicU64> = (0..tasks).map(|_| AtomicU64::new(0)).collect();
+                t.run(tasks, true, |i| {
+                    hits[i].fetch_add(1, Ordering::Relaxed);
+                });
+                assert!(
+                    hits.iter().all(|h| h.load(Ordering::Relaxed) == 1),
+                    "n {n} tasks {tasks}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn two_callers_at_once_both_finish() {
+        let t = Arc::new(Threads::new(3).unwrap());
+        let sums: Vec<u64> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..2)
+                .map(|_| {
+                    let t = t.clone();
+                    s.spawn(move || {
+                        let total = AtomicU64::new(0);
+                        for _ in 0..200 {
+                            t.run(10, true, |i| {
+                                total.fetch_add(i as u64, Ordering::Relaxed);
+                            });
+                        }
+                        total.load(Ordering::Relaxed)
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(sums, vec![45 * 200; 2]);
+    }
+
+    #[test]
+    fn a_panic_in_a_worker_share_reaches_the_caller_and_the_pool_survives() {
+        let t = Threads::new(2).unwrap();
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            t.run(4, true, |i| {
+                if i == 3 {
+                    panic!("task 3");
+                }
+            })
+        }));
+        assert!(r.is_err());
+        let count = AtomicU64::new(0);
+        t.run(4, true, |_| {
+            count.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(count.load(Ordering::Relaxed), 4);
+    }
+}
