@@ -62,8 +62,9 @@ fn main() {
     let logits = values(rows * vocab, 4);
     let mask = TokenMask::new(vec![5279]);
     g.throughput(Throughput::Elements((rows * vocab) as u64));
+    let one = Threads::new(1).unwrap();
     g.bench_function("log_softmax_topk 128x5280 k8", |bch| {
-        bch.iter(|| scoring::log_softmax_topk(&logits, rows, vocab, &mask, 8).unwrap())
+        bch.iter(|| scoring::log_softmax_topk(&one, &logits, rows, vocab, &mask, 8).unwrap())
     });
     let fast = FastCpu::new(1).unwrap();
     let (d, cap, len) = (192, 32, 24);

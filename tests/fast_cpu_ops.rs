@@ -13,8 +13,8 @@
 //! - scoring: the reference's ids exactly, log-probabilities within
 //!   `cuda::logits::tolerance(vocab)`, the reference's bits on rows it
 //!   falls back to;
-//! - KV-cache reorder: the reference's gather on the valid positions, and
-//!   no allocation once the spare buffer exists.
+//! - KV-cache reorder: the reference's gather on the valid positions, in
+//!   place (the same buffer) whenever the rows do not grow.
 
 use proptest::prelude::*;
 use transformer_kernels::activation::Activation;
@@ -227,7 +227,7 @@ proptest! {
         let only: Vec<Option<Vec<u32>>> = (0..rows).map(|r| (r == 1).then(|| vec![0])).collect();
         for mask in [TokenMask::new(every.clone()), TokenMask { every_row: every.clone(), per_row, only }] {
             let want = cpu::log_softmax_topk::log_softmax_topk(&logits, rows, vocab, &mask, k).unwrap();
-            let got = scoring::log_softmax_topk(&logits, rows, vocab, &mask, k).unwrap();
+            let got = scoring::log_softmax_topk(&Threads::new(2).unwrap(), &logits, rows, vocab, &mask, k).unwrap();
             prop_assert_eq!(&got.ids, &want.ids);
             let tol = cuda::logits::tolerance(vocab);
             for (&g, &w) in got.log_probs.iter().zip(&want.log_probs) {
@@ -289,47 +289,69 @@ fn scoring_falls_back_to_the_reference_bits_on_special_rows() {
         only: vec![None, None, None, None, Some(vec![2, 1])],
     };
     let want = cpu::log_softmax_topk::log_softmax_topk(&logits, 5, 4, &mask, 3).unwrap();
-    let got = scoring::log_softmax_topk(&logits, 5, 4, &mask, 3).unwrap();
+    let got =
+        scoring::log_softmax_topk(&Threads::new(1).unwrap(), &logits, 5, 4, &mask, 3).unwrap();
     assert_eq!(got.ids, want.ids);
     assert_eq!(bits(&got.log_probs), bits(&want.log_probs));
 }
 
-#[test]
-fn kv_reorder_gathers_the_valid_positions_without_allocating() {
-    let (rows, cap, w, len) = (5, 7, 6, 4);
-    let mut rng = Rng(3);
-    let data = rng.vec(rows * cap * w);
-    let fast = FastCpu::new(1).unwrap();
-    let mut a = fast
-        .upload(data.clone(), &[rows, cap, w], DType::F32)
-        .unwrap();
-    let mut b = fast
-        .upload(data.clone(), &[rows, cap, w], DType::F32)
-        .unwrap();
-    let reference = Cpu.upload(data, &[rows, cap, w], DType::F32).unwrap();
-    let order = [4, 4, 0, 2, 1];
-    let want = Cpu.kv_gather(&reference, &order, len, cap).unwrap();
-    let first = a.data().as_ptr();
-    fast.kv_reorder(&mut a, &order, len).unwrap();
-    fast.kv_reorder(&mut b, &order, len).unwrap(); // takes a's old buffer as its spare
-    for t in [&a, &b] {
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn kv_reorder_in_place_equals_the_reference_gather(
+        n in 1usize..9, cap in 1usize..6, w in 1usize..5, len0 in 0usize..6, seed in any::<u64>(),
+        picks in proptest::collection::vec(0usize..64, 0..12),
+    ) {
+        let len = len0.min(cap);
+        let order: Vec<usize> = picks.iter().map(|p| p % n).collect();
+        let mut rng = Rng(seed);
+        let data = rng.vec(n * cap * w);
+        let fast = FastCpu::new(1).unwrap();
+        let mut t = fast.upload(data.clone(), &[n, cap, w], DType::F32).unwrap();
+        let before = t.data().as_ptr();
+        fast.kv_reorder(&mut t, &order, len).unwrap();
+        let want = Cpu.kv_gather(&Cpu.upload(data, &[n, cap, w], DType::F32).unwrap(), &order, len, cap).unwrap();
+        prop_assert_eq!(fast.shape(&t), &[order.len(), cap, w][..]);
         let got = t.data();
-        for r in 0..rows {
+        for r in 0..order.len() {
             let at = r * cap * w;
-            assert_eq!(
-                got[at..at + len * w],
-                want.data()[at..at + len * w],
-                "row {r}"
-            );
+            prop_assert_eq!(&got[at..at + len * w], &want.data()[at..at + len * w], "row {} of {:?}", r, order);
+        }
+        if order.len() <= n && !order.is_empty() {
+            prop_assert_eq!(got.as_ptr(), before, "reordered in place");
         }
     }
-    assert_eq!(
-        b.data().as_ptr(),
-        first,
-        "the second reorder reuses the first's buffer"
-    );
-    assert!(fast.kv_reorder(&mut a, &[5], len).is_err());
-    assert!(fast.kv_reorder(&mut a, &[0], cap + 1).is_err());
+}
+
+#[test]
+fn kv_reorder_bad_rows_and_lengths_are_errors() {
+    let fast = FastCpu::new(1).unwrap();
+    let mut a = fast
+        .upload(vec![0.0; 5 * 7 * 6], &[5, 7, 6], DType::F32)
+        .unwrap();
+    assert!(fast.kv_reorder(&mut a, &[5], 4).is_err());
+    assert!(fast.kv_reorder(&mut a, &[0], 8).is_err());
+    let mut flat = fast.upload(vec![0.0; 6], &[6], DType::F32).unwrap();
+    assert!(fast.kv_reorder(&mut flat, &[0], 0).is_err());
+}
+
+#[test]
+fn scoring_on_the_pool_equals_one_thread() {
+    let (rows, vocab, k) = (40, 2000, 8);
+    let mut rng = Rng(9);
+    let logits: Vec<f32> = rng
+        .vec(rows * vocab)
+        .into_iter()
+        .map(|v| v * 10.0)
+        .collect();
+    let mask = TokenMask::new(vec![3, 1999]);
+    let one = scoring::log_softmax_topk(&Threads::new(1).unwrap(), &logits, rows, vocab, &mask, k)
+        .unwrap();
+    let two = scoring::log_softmax_topk(&Threads::new(2).unwrap(), &logits, rows, vocab, &mask, k)
+        .unwrap();
+    assert_eq!(one.ids, two.ids);
+    assert_eq!(bits(&one.log_probs), bits(&two.log_probs));
 }
 
 #[test]

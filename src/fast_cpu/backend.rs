@@ -3,8 +3,8 @@
 //! with packed FMA GEMMs ([`super::gemm`]), strided vectorised attention
 //! ([`super::attention`]), one-pass scoring ([`super::scoring`]), f32
 //! vectorised LayerNorm and activations ([`super::vmath`]), a persistent
-//! worker pool ([`super::threads`]) and a KV-cache reorder into a spare
-//! buffer.
+//! worker pool ([`super::threads`]) and an in-place KV-cache reorder that
+//! copies only the rows that move.
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -30,9 +30,8 @@ use crate::model::backend::{AttnMask, Backend, Cols, TokenMask, TopK};
 pub struct FastCpu {
     isa: Isa,
     threads: Arc<Threads>,
-    /// The spare buffer of [`Backend::kv_reorder`]: each reorder writes the
-    /// new order into it and keeps the old buffer as the next spare, so a
-    /// beam step allocates nothing (every layer's K and V have one size).
+    /// The staging buffer of [`Backend::kv_reorder`] (source rows that are
+    /// overwritten before another row reads them), reused across calls.
     spare: Arc<Mutex<Vec<f32>>>,
 }
 
@@ -323,7 +322,7 @@ impl Backend for FastCpu {
             ));
         };
         let rows = logits.data.len().checked_div(vocab).unwrap_or(0);
-        scoring::log_softmax_topk(&logits.data, rows, vocab, mask, k)
+        scoring::log_softmax_topk(&self.threads, &logits.data, rows, vocab, mask, k)
     }
 
     fn kv_alloc(&self, rows: usize, cap: usize, width: usize) -> Result<FastTensor> {
@@ -363,22 +362,56 @@ impl Backend for FastCpu {
         FastTensor::new(out, &[rows.len(), cap, w])
     }
 
-    /// Gathers into the spare buffer (no zero fill: positions `>= len` keep
-    /// stale values, which the trait allows) and swaps it in.
+    /// In place: rows that keep their place (`rows[i] == i`, common in a
+    /// beam step) are not touched; a source row that is itself overwritten
+    /// is first staged in the backend's spare buffer (reused, so a beam
+    /// step allocates nothing); only the `len` valid positions are copied;
+    /// fewer rows (finished sentences dropped) shrink the buffer in place.
     fn kv_reorder(&self, cache: &mut FastTensor, rows: &[usize], len: usize) -> Result<()> {
         let (n, cap, w) = dims3("kv_reorder", &cache.shape)?;
         check_gather(n, cap, rows, len, cap)?;
+        let m = rows.len();
+        let (stride, valid) = (cap * w, len * w);
+        if m > n {
+            // More rows than before: a gather into a new buffer.
+            *cache = self.kv_gather(cache, rows, len, cap)?;
+            return Ok(());
+        }
+        // A source is staged if it is read by another row and overwritten.
+        let rewritten = |r: usize| r < m && rows[r] != r;
+        let mut staged: Vec<usize> = rows
+            .iter()
+            .enumerate()
+            .filter(|&(i, &src)| src != i && rewritten(src))
+            .map(|(_, &src)| src)
+            .collect();
+        staged.sort_unstable();
+        staged.dedup();
         let mut spare = self
             .spare
             .lock()
             .map_err(|_| Error::invalid("kv_reorder", "spare buffer poisoned by a panic"))?;
-        let size = rows.len() * cap * w;
-        if spare.len() != size {
-            spare.resize(size, 0.0);
+        let need = staged.len() * valid;
+        if spare.len() < need {
+            spare.resize(need, 0.0);
         }
-        copy_rows(&cache.data, cap * w, rows, len * w, &mut spare, cap * w);
-        std::mem::swap(&mut cache.data, &mut spare);
-        cache.shape = vec![rows.len(), cap, w];
+        for (slot, &src) in staged.iter().enumerate() {
+            spare[slot * valid..][..valid].copy_from_slice(&cache.data[src * stride..][..valid]);
+        }
+        for (i, &src) in rows.iter().enumerate() {
+            if src == i || valid == 0 {
+                continue;
+            }
+            match staged.binary_search(&src) {
+                Ok(slot) => cache.data[i * stride..][..valid]
+                    .copy_from_slice(&spare[slot * valid..][..valid]),
+                Err(_) => cache
+                    .data
+                    .copy_within(src * stride..src * stride + valid, i * stride),
+            }
+        }
+        cache.data.truncate(m * stride);
+        cache.shape = vec![m, cap, w];
         Ok(())
     }
 }

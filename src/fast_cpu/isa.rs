@@ -42,6 +42,12 @@ impl Isa {
         })
     }
 
+    /// Whether this CPU can run `self` (detected once).
+    pub fn is_supported(self) -> bool {
+        static BEST: OnceLock<Isa> = OnceLock::new();
+        self <= *BEST.get_or_init(|| Isa::supported().into_iter().max().unwrap_or(Isa::Portable))
+    }
+
     /// Every instruction set this CPU can run, `Portable` first.
     pub fn supported() -> Vec<Isa> {
         let mut out = vec![Isa::Portable];

@@ -48,10 +48,7 @@ pub const TILE_MAX: usize = MR * 4 * NR;
 pub fn tile(isa: Isa, mr: usize, np: usize, x: &[f32], k: usize, w: &[f32], out: &mut [f32]) {
     assert!((1..=MR).contains(&mr) && (1..=panels_per_tile(isa)).contains(&np));
     assert!(x.len() >= mr * k && w.len() >= np * k * NR && out.len() >= mr * np * NR);
-    assert!(
-        Isa::supported().contains(&isa),
-        "{isa:?} not supported here"
-    );
+    assert!(isa.is_supported(), "{isa:?} not supported here");
     let (x, w, o) = (x.as_ptr(), w.as_ptr(), out.as_mut_ptr());
     // SAFETY: the lengths were checked just above, the instruction set is
     // one this CPU supports, and each kernel reads `x[..mr·k]`,

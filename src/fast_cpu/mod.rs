@@ -14,7 +14,8 @@
 //! - [`attention`]: strided in-place operands, vectorised `q·k` and `P·V`;
 //! - [`vmath`]: f32 vectorised `exp`, activations, LayerNorm;
 //! - [`threads`]: one persistent worker pool, used where it pays;
-//! - the KV-cache beam reorder into a spare buffer, valid positions only.
+//! - the KV-cache beam reorder in place, copying only the rows that move
+//!   (valid positions only).
 
 pub mod attention;
 pub mod backend;

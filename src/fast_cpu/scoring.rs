@@ -21,6 +21,9 @@
 use super::isa::multiversion;
 use super::vmath::{exp, LANES};
 use crate::cpu::log_softmax_topk::{check_mask, log_softmax_topk as reference};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::threads::{SharedOut, Threads};
 use crate::error::Result;
 use crate::model::backend::{TokenMask, TopK};
 
@@ -106,10 +109,15 @@ fn rank(c: &[f32], base: usize, k: usize, masked: &[u32], best: &mut Vec<(f32, u
     }
 }
 
+/// Below this many logits per call the rows are scored on one thread.
+const PARALLEL_MIN_LOGITS: usize = 1 << 16;
+
 /// The logits step over `logits` `[rows, vocab]`: the semantics and errors
 /// of [`crate::cpu::log_softmax_topk::log_softmax_topk`] (see the module
-/// docs for the rounding of the log-probabilities).
+/// docs for the rounding of the log-probabilities). Rows are independent;
+/// large calls split them over `threads`.
 pub fn log_softmax_topk(
+    threads: &Threads,
     logits: &[f32],
     rows: usize,
     vocab: usize,
@@ -118,52 +126,76 @@ pub fn log_softmax_topk(
 ) -> Result<TopK> {
     crate::cpu::logits::check_rows_vocab_k("log_softmax_topk", logits.len(), rows, vocab, k)?;
     check_mask(mask, rows, vocab)?;
-    let mut out = TopK {
+    let mut ids = vec![0u32; rows * k];
+    let mut log_probs = vec![0.0f32; rows * k];
+    let (ids_out, lp_out) = (SharedOut::new(&mut ids), SharedOut::new(&mut log_probs));
+    let failed = AtomicBool::new(false);
+    threads.run(rows, rows * vocab >= PARALLEL_MIN_LOGITS, |r| {
+        // SAFETY: row r owns entries r·k .. (r+1)·k of both outputs, which
+        // outlive `run`.
+        let (ids, lps) = unsafe { (ids_out.slice(r * k, k), lp_out.slice(r * k, k)) };
+        let row = &logits[r * vocab..][..vocab];
+        if score_row(row, mask, r, k, ids, lps).is_err() {
+            failed.store(true, Ordering::Relaxed);
+        }
+    });
+    if failed.load(Ordering::Relaxed) {
+        // Unreachable: the mask and k were checked above.
+        return Err(crate::Error::invalid(
+            "log_softmax_topk",
+            "a row failed its checks",
+        ));
+    }
+    Ok(TopK {
         rows,
         k,
-        ids: Vec::with_capacity(rows * k),
-        log_probs: Vec::with_capacity(rows * k),
-    };
-    let mut masked: Vec<u32> = Vec::new();
-    let mut best: Vec<(f32, u32)> = Vec::with_capacity(k + 1);
-    for (r, row) in logits.chunks_exact(vocab).enumerate() {
-        if mask.row_only(r).is_none() {
-            masked.clear();
-            masked.extend_from_slice(&mask.every_row);
-            masked.extend_from_slice(mask.row_masked(r));
-            masked.sort_unstable();
-            masked.dedup();
-            best.clear();
-            let (max, nan) = scan(row, k, &masked, &mut best);
-            if nan || !max.is_finite() {
-                best.clear();
+        ids,
+        log_probs,
+    })
+}
+
+/// Row `r` into `ids` / `lps` (`[k]` each): the fast path, or the
+/// reference for the rare rows of the module docs.
+fn score_row(
+    row: &[f32],
+    mask: &TokenMask,
+    r: usize,
+    k: usize,
+    ids: &mut [u32],
+    lps: &mut [f32],
+) -> Result<()> {
+    if mask.row_only(r).is_none() {
+        let mut masked: Vec<u32> =
+            Vec::with_capacity(mask.every_row.len() + mask.row_masked(r).len());
+        masked.extend_from_slice(&mask.every_row);
+        masked.extend_from_slice(mask.row_masked(r));
+        masked.sort_unstable();
+        masked.dedup();
+        let mut best: Vec<(f32, u32)> = Vec::with_capacity(k + 1);
+        let (max, nan) = scan(row, k, &masked, &mut best);
+        if !nan
+            && max.is_finite()
+            && best.len() == k
+            && best.iter().all(|&(key, _)| key.is_finite())
+        {
+            let shift = max + sum_exp(row, max).ln();
+            for ((&(key, id), i), lp) in best.iter().zip(ids.iter_mut()).zip(lps.iter_mut()) {
+                *i = id;
+                *lp = key - shift;
             }
-            let sum = if best.is_empty() {
-                0.0
-            } else {
-                sum_exp(row, max)
-            };
-            if best.len() == k && best.iter().all(|&(key, _)| key.is_finite()) {
-                let shift = max + sum.ln();
-                for &(key, id) in &best {
-                    out.ids.push(id);
-                    out.log_probs.push(key - shift);
-                }
-                continue;
-            }
+            return Ok(());
         }
-        // The rare rows of the module docs: the reference, exactly.
-        let one = TokenMask {
-            every_row: mask.every_row.clone(),
-            per_row: mask
-                .per_row
-                .get(r)
-                .map_or_else(Vec::new, |p| vec![p.clone()]),
-            only: mask.only.get(r).map_or_else(Vec::new, |o| vec![o.clone()]),
-        };
-        let t = reference(row, 1, vocab, &one, k)?;
-        out.ids.extend_from_slice(&t.ids);
-        out.log_probs.extend_from_slice(&t.log_probs);
     }
-    Ok(out)
+    let one = TokenMask {
+        every_row: mask.every_row.clone(),
+        per_row: mask
+            .per_row
+            .get(r)
+            .map_or_else(Vec::new, |p| vec![p.clone()]),
+        only: mask.only.get(r).map_or_else(Vec::new, |o| vec![o.clone()]),
+    };
+    let t = reference(row, 1, row.len(), &one, k)?;
+    ids.copy_from_slice(&t.ids);
+    lps.copy_from_slice(&t.log_probs);
+    Ok(())
 }

@@ -257,15 +257,22 @@ fn worker(sh: &Shared, w: usize) {
 
 /// An output slice shared by the tasks of one [`Threads::run`], each of
 /// which writes only its own disjoint part (through [`SharedOut::slice`]).
-#[derive(Clone, Copy)]
-pub(crate) struct SharedOut {
-    ptr: *mut f32,
+pub(crate) struct SharedOut<T> {
+    ptr: *mut T,
     len: usize,
 }
 
-impl SharedOut {
+impl<T> Clone for SharedOut<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for SharedOut<T> {}
+
+impl<T> SharedOut<T> {
     /// Shares `out` for the duration of one `run`.
-    pub(crate) fn new(out: &mut [f32]) -> Self {
+    pub(crate) fn new(out: &mut [T]) -> Self {
         SharedOut {
             ptr: out.as_mut_ptr(),
             len: out.len(),
@@ -278,7 +285,7 @@ impl SharedOut {
     /// The slice given to [`SharedOut::new`] must outlive the returned
     /// borrow, and no two live borrows (of any task) may overlap.
     /// Out-of-range requests panic.
-    pub(crate) unsafe fn slice<'a>(self, at: usize, len: usize) -> &'a mut [f32] {
+    pub(crate) unsafe fn slice<'a>(self, at: usize, len: usize) -> &'a mut [T] {
         assert!(at.checked_add(len).is_some_and(|end| end <= self.len));
         // SAFETY: in range (asserted); exclusivity and lifetime are the
         // caller's contract above.
@@ -287,9 +294,10 @@ impl SharedOut {
 }
 
 // SAFETY: a SharedOut is only dereferenced through `slice`, whose contract
-// gives each task exclusive, in-bounds, live elements.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
+// gives each task exclusive, in-bounds, live elements; T is sent between
+// threads only as plain data (f32, u32).
+unsafe impl<T: Send> Send for SharedOut<T> {}
+unsafe impl<T: Send> Sync for SharedOut<T> {}
 
 #[cfg(test)]
 mod tests {

@@ -23,7 +23,9 @@
 //! finished and early_stopping=True, or at max_length; stopped sources leave
 //! the batch (in Hugging Face they keep running with frozen results, so the
 //! outcome is the same). The self-attention KV cache is reordered by the
-//! surviving beams' parent rows each step.
+//! surviving beams' parent rows each step. The first step runs one row per
+//! source (all its beams are equal there) and its top-k stands for every
+//! beam; the first reorder expands the state to the beams.
 //!
 //! Step 2 without the `[rows, vocab]` block: the backend's logits step
 //! returns each row's best `min(K, vocab)` tokens by masked raw logit with
@@ -44,7 +46,7 @@
 //! rounding coincidence at the boundary and has never been observed.
 
 use crate::error::Result;
-use crate::model::backend::Backend;
+use crate::model::backend::{Backend, TopK};
 use crate::model::encoder::EncoderOutput;
 use crate::model::generation::{EarlyStopping, GenerationConfig};
 use crate::model::marian::MarianModel;
@@ -127,6 +129,24 @@ fn forced_candidates(
     }
 }
 
+/// Each row of `top` repeated `times` times, in place of `times` rows
+/// (row `r` becomes rows `r·times .. (r+1)·times`).
+fn repeat_rows(top: &TopK, times: usize) -> TopK {
+    let mut out = TopK {
+        rows: top.rows * times,
+        k: top.k,
+        ids: Vec::with_capacity(top.ids.len() * times),
+        log_probs: Vec::with_capacity(top.log_probs.len() * times),
+    };
+    for r in 0..top.rows {
+        for _ in 0..times {
+            out.ids.extend_from_slice(top.row_ids(r));
+            out.log_probs.extend_from_slice(top.row_log_probs(r));
+        }
+    }
+    out
+}
+
 pub(crate) fn beam_search<B: Backend>(
     model: &MarianModel<B>,
     enc: &EncoderOutput<B>,
@@ -163,21 +183,43 @@ pub(crate) fn beam_search<B: Backend>(
         })
         .collect();
     let mut active: Vec<usize> = (0..n).collect();
-    let row_source: Vec<usize> = (0..n).flat_map(|i| std::iter::repeat_n(i, k)).collect();
-    let mut state = model.start_decoder(enc, &row_source, cap)?;
-    let mut ids = vec![start; n * k];
+    // The first step runs one row per source: every beam of a source has
+    // the same input (the start token), cache (empty) and mask, hence the
+    // same logits, so that row's top-k stands for all its beams, and the
+    // state is expanded to the beams by the first reorder.
+    let mut state = model.start_decoder(enc, &(0..n).collect::<Vec<_>>(), cap)?;
+    let mut ids = vec![start; n];
     let mut cur_len = 1usize; // sequence length including the start token
     let mut cands: Vec<Cand> = Vec::with_capacity(k * per_row);
 
     while !active.is_empty() {
+        let first = cur_len == 1;
         let logits = model.decode_step(&mut state, &ids, 1)?;
-        proc.fill_rows(
-            &mut mask,
-            active
-                .iter()
-                .flat_map(|&i| items[i].running.iter().map(Vec::as_slice)),
-        );
-        let top = model.backend.log_softmax_topk(&logits, &mask, per_row)?;
+        let top = if first {
+            proc.fill_rows(
+                &mut mask,
+                active.iter().map(|&i| items[i].running[0].as_slice()),
+            );
+            let one = model.backend.log_softmax_topk(&logits, &mask, per_row)?;
+            repeat_rows(&one, k)
+        } else {
+            proc.fill_rows(
+                &mut mask,
+                active
+                    .iter()
+                    .flat_map(|&i| items[i].running.iter().map(Vec::as_slice)),
+            );
+            model.backend.log_softmax_topk(&logits, &mask, per_row)?
+        };
+        if first {
+            // The candidates below read the mask of every beam's row.
+            proc.fill_rows(
+                &mut mask,
+                active
+                    .iter()
+                    .flat_map(|&i| items[i].running.iter().map(Vec::as_slice)),
+            );
+        }
         let mut next_active = Vec::with_capacity(active.len());
         let mut parent_rows = Vec::with_capacity(active.len() * k);
         for (a, &item_idx) in active.iter().enumerate() {
@@ -285,6 +327,12 @@ pub(crate) fn beam_search<B: Backend>(
         active = next_active;
         if active.is_empty() {
             break;
+        }
+        if first {
+            // Parent row a·k + beam of source a is the state's row a.
+            for p in parent_rows.iter_mut() {
+                *p /= k;
+            }
         }
         model.reorder_rows(&mut state, &parent_rows)?;
         ids = active
