@@ -11,7 +11,7 @@
 //! [`crate::model::backend::Backend::attention`] specifies them; the plain
 //! reference is [`crate::cpu::attention`].
 
-use super::isa::multiversion;
+use super::isa::{multiversion, Isa};
 use super::threads::{SharedOut, Threads};
 use super::vmath::{dot_inline, exp, LANES};
 
@@ -99,6 +99,115 @@ multiversion! {
     }
 }
 
+/// `scores[j] = (q · k_j) · scale` for the keys `j < scores.len()` of row
+/// `r` (head columns from `col`), returning their maximum. On AVX-512 and
+/// AVX2 an explicit FMA loop and one horizontal sum per key (the
+/// compiler's own vectorisation of [`dot_inline`] used 2-lane vectors
+/// here); elsewhere [`dot_inline`].
+#[inline(always)]
+fn scores_of(
+    q: &[f32],
+    k: Strided<'_>,
+    r: usize,
+    col: usize,
+    scores: &mut [f32],
+    scale: f32,
+) -> f32 {
+    let hd = q.len();
+    #[cfg(target_arch = "x86_64")]
+    {
+        let base = k.offset + r * k.row_stride + col;
+        let last = base + scores.len().saturating_sub(1) * k.pos_stride + hd;
+        if !scores.is_empty() && last <= k.data.len() {
+            match Isa::detected() {
+                // SAFETY: the CPU has the instruction set; every key row
+                // read, `base + j·pos_stride .. + hd` for j < len, lies
+                // within `k.data` (checked just above).
+                Isa::Avx512 if hd % 16 == 0 => unsafe {
+                    return scores_avx512(
+                        q,
+                        k.data.as_ptr().add(base),
+                        k.pos_stride,
+                        scores,
+                        scale,
+                    );
+                },
+                Isa::Avx2 | Isa::Avx512 if hd % 8 == 0 => unsafe {
+                    return scores_avx2(q, k.data.as_ptr().add(base), k.pos_stride, scores, scale);
+                },
+                _ => {}
+            }
+        }
+    }
+    let mut max = f32::NEG_INFINITY;
+    for (j, sc) in scores.iter_mut().enumerate() {
+        *sc = dot_inline(q, k.at(r, j, col, hd)) * scale;
+        max = if *sc > max { *sc } else { max };
+    }
+    max
+}
+
+/// [`scores_of`] with 16-lane FMAs; `q.len()` a multiple of 16, key `j` at
+/// `k + j·stride`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn scores_avx512(
+    q: &[f32],
+    k: *const f32,
+    stride: usize,
+    scores: &mut [f32],
+    scale: f32,
+) -> f32 {
+    use std::arch::x86_64::*;
+    let mut max = f32::NEG_INFINITY;
+    for (j, sc) in scores.iter_mut().enumerate() {
+        let kp = k.add(j * stride);
+        let mut acc = _mm512_setzero_ps();
+        for c in (0..q.len()).step_by(16) {
+            acc = _mm512_fmadd_ps(
+                _mm512_loadu_ps(q.as_ptr().add(c)),
+                _mm512_loadu_ps(kp.add(c)),
+                acc,
+            );
+        }
+        *sc = _mm512_reduce_add_ps(acc) * scale;
+        max = if *sc > max { *sc } else { max };
+    }
+    max
+}
+
+/// [`scores_of`] with 8-lane FMAs; `q.len()` a multiple of 8.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn scores_avx2(
+    q: &[f32],
+    k: *const f32,
+    stride: usize,
+    scores: &mut [f32],
+    scale: f32,
+) -> f32 {
+    use std::arch::x86_64::*;
+    let mut max = f32::NEG_INFINITY;
+    for (j, sc) in scores.iter_mut().enumerate() {
+        let kp = k.add(j * stride);
+        let mut acc = _mm256_setzero_ps();
+        for c in (0..q.len()).step_by(8) {
+            acc = _mm256_fmadd_ps(
+                _mm256_loadu_ps(q.as_ptr().add(c)),
+                _mm256_loadu_ps(kp.add(c)),
+                acc,
+            );
+        }
+        let hi = _mm256_extractf128_ps(acc, 1);
+        let s4 = _mm_add_ps(_mm256_castps256_ps128(acc), hi);
+        let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        let s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
+        *sc = _mm_cvtss_f32(s1) * scale;
+        max = if *sc > max { *sc } else { max };
+    }
+    max
+}
+
 /// Keys visible to query `i` of row `r` (causal and key-length masks).
 #[inline(always)]
 fn visible(s: &Shape<'_>, r: usize, i: usize) -> usize {
@@ -154,19 +263,8 @@ fn attend_row_fixed<const HD: usize>(
                 out.fill(0.0);
                 continue;
             }
-            let qv: &[f32; HD] = q
-                .at(r, i, h * HD, HD)
-                .try_into()
-                .unwrap_or_else(|_| unreachable!());
-            let mut max = f32::NEG_INFINITY;
-            for (j, sc) in scores[..vis].iter_mut().enumerate() {
-                let kv: &[f32; HD] = k
-                    .at(r, j, h * HD, HD)
-                    .try_into()
-                    .unwrap_or_else(|_| unreachable!());
-                *sc = dot_inline(qv, kv) * scale;
-                max = if *sc > max { *sc } else { max };
-            }
+            let qv = q.at(r, i, h * HD, HD);
+            let max = scores_of(qv, k, r, h * HD, &mut scores[..vis], scale);
             let sum = exp_in_place(&mut scores[..vis], max);
             let mut acc = [0.0f32; HD];
             for (j, &p) in scores[..vis].iter().enumerate() {
@@ -211,11 +309,7 @@ fn attend_row_any(
                 continue;
             }
             let qv = q.at(r, i, h * hd, hd);
-            let mut max = f32::NEG_INFINITY;
-            for (j, sc) in scores[..vis].iter_mut().enumerate() {
-                *sc = dot_inline(qv, k.at(r, j, h * hd, hd)) * scale;
-                max = if *sc > max { *sc } else { max };
-            }
+            let max = scores_of(qv, k, r, h * hd, &mut scores[..vis], scale);
             let sum = exp_in_place(&mut scores[..vis], max);
             acc.fill(0.0);
             for (j, &p) in scores[..vis].iter().enumerate() {

@@ -47,13 +47,12 @@ impl std::fmt::Debug for Threads {
     }
 }
 
-/// One job: `tasks` task indices in `shares` contiguous shares; share `s`
-/// is `tasks·s/shares .. tasks·(s+1)/shares`.
+/// One job: `tasks` task indices, claimed by `shares` threads (the caller
+/// and workers `1 .. shares`).
 #[derive(Clone, Copy)]
 struct Job {
     f: *const (dyn Fn(usize) + Sync),
     tasks: usize,
-    shares: usize,
 }
 
 struct Shared {
@@ -65,6 +64,8 @@ struct Shared {
     job: UnsafeCell<Job>,
     /// Worker shares of the current job not finished yet.
     remaining: AtomicUsize,
+    /// The next task index of the current job to claim.
+    next: AtomicUsize,
     /// A worker's share panicked.
     panicked: AtomicBool,
     shutdown: AtomicBool,
@@ -102,9 +103,9 @@ impl Threads {
             job: UnsafeCell::new(Job {
                 f: &|_| {},
                 tasks: 0,
-                shares: 1,
             }),
             remaining: AtomicUsize::new(0),
+            next: AtomicUsize::new(0),
             panicked: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
             sleepers: AtomicUsize::new(0),
@@ -135,10 +136,11 @@ impl Threads {
     }
 
     /// Runs `f(0) .. f(tasks - 1)`: when `parallel` and there is more than
-    /// one task, in `count()` contiguous shares, the first on this thread
-    /// and the others on the workers; else in order on this thread. `f`
-    /// must only touch disjoint data per task index. A panic in any share
-    /// is re-raised here after every share has finished.
+    /// one task, on this thread and `min(count(), tasks) - 1` workers, each
+    /// claiming the next unclaimed index until none is left; else in order
+    /// on this thread. `f` must only touch disjoint data per task index. A
+    /// panic in any task is re-raised here after every thread has stopped
+    /// (the tasks after a panicking one may or may not have run).
     pub fn run(&self, tasks: usize, parallel: bool, f: impl Fn(usize) + Sync) {
         let shares = self.n.min(tasks);
         let guard = match self.submit.try_lock() {
@@ -153,10 +155,11 @@ impl Threads {
         let f: *const (dyn Fn(usize) + Sync) = unsafe { std::mem::transmute(f) };
         // SAFETY: no worker reads `job` now (see `Shared`'s Sync impl).
         unsafe {
-            *sh.job.get() = Job { f, tasks, shares };
+            *sh.job.get() = Job { f, tasks };
         }
         sh.panicked.store(false, Ordering::Relaxed);
         sh.remaining.store(shares - 1, Ordering::Relaxed);
+        sh.next.store(0, Ordering::Relaxed);
         let next = ((sh.state.load(Ordering::Relaxed) >> 16).wrapping_add(1) << 16) | shares;
         sh.state.store(next, Ordering::SeqCst);
         if sh.sleepers.load(Ordering::SeqCst) > 0 {
@@ -164,9 +167,7 @@ impl Threads {
             sh.wake.notify_all();
         }
         // SAFETY: `f` is alive (it is this function's argument).
-        let mine = catch_unwind(AssertUnwindSafe(|| unsafe {
-            run_share(&*f, tasks, shares, 0)
-        }));
+        let mine = catch_unwind(AssertUnwindSafe(|| unsafe { run_share(sh, &*f, tasks) }));
         while sh.remaining.load(Ordering::Acquire) > 0 {
             std::hint::spin_loop();
         }
@@ -201,9 +202,16 @@ impl Drop for Threads {
     }
 }
 
-/// Share `s` of a job.
-fn run_share(f: &(dyn Fn(usize) + Sync), tasks: usize, shares: usize, s: usize) {
-    (tasks * s / shares..tasks * (s + 1) / shares).for_each(f);
+/// One thread's part of a job: claims task indices one by one until none
+/// is left (a thread that starts late or runs slow takes fewer).
+fn run_share(sh: &Shared, f: &(dyn Fn(usize) + Sync), tasks: usize) {
+    loop {
+        let t = sh.next.fetch_add(1, Ordering::Relaxed);
+        if t >= tasks {
+            return;
+        }
+        f(t);
+    }
 }
 
 /// A worker: waits for each new job (spinning for [`SPIN`], then
@@ -245,7 +253,7 @@ fn worker(sh: &Shared, w: usize) {
             // SAFETY: the submitter keeps the closure alive until
             // `remaining` reaches 0, which happens after this share.
             let r = catch_unwind(AssertUnwindSafe(|| unsafe {
-                run_share(&*job.f, job.tasks, job.shares, w)
+                run_share(sh, &*job.f, job.tasks)
             }));
             if r.is_err() {
                 sh.panicked.store(true, Ordering::Relaxed);
