@@ -30,8 +30,8 @@ use crate::model::backend::{AttnMask, Backend, Cols, TokenMask, TopK};
 pub struct FastCpu {
     isa: Isa,
     threads: Arc<Threads>,
-    /// The staging buffer of [`Backend::kv_reorder`] (source rows that are
-    /// overwritten before another row reads them), reused across calls.
+    /// The spare buffer of [`Backend::kv_reorder`] (staged source rows, or
+    /// the next swapped-in cache), reused across calls.
     spare: Arc<Mutex<Vec<f32>>>,
 }
 
@@ -362,11 +362,13 @@ impl Backend for FastCpu {
         FastTensor::new(out, &[rows.len(), cap, w])
     }
 
-    /// In place: rows that keep their place (`rows[i] == i`, common in a
-    /// beam step) are not touched; a source row that is itself overwritten
-    /// is first staged in the backend's spare buffer (reused, so a beam
-    /// step allocates nothing); only the `len` valid positions are copied;
-    /// fewer rows (finished sentences dropped) shrink the buffer in place.
+    /// Copies only the `len` valid positions, with no allocation in a beam
+    /// step, whichever of two ways copies less: in place, where rows that
+    /// keep their place (`rows[i] == i`, common in a beam step) are not
+    /// touched and a source row that is itself overwritten is first staged
+    /// in the backend's spare buffer; or every row once into the spare
+    /// buffer, which is then swapped in (the old buffer becomes the spare).
+    /// Fewer rows (finished sentences dropped) shrink the buffer.
     fn kv_reorder(&self, cache: &mut FastTensor, rows: &[usize], len: usize) -> Result<()> {
         let (n, cap, w) = dims3("kv_reorder", &cache.shape)?;
         check_gather(n, cap, rows, len, cap)?;
@@ -391,6 +393,21 @@ impl Backend for FastCpu {
             .spare
             .lock()
             .map_err(|_| Error::invalid("kv_reorder", "spare buffer poisoned by a panic"))?;
+        let moved = rows
+            .iter()
+            .enumerate()
+            .filter(|&(i, &src)| src != i)
+            .count();
+        if moved + staged.len() >= m {
+            // Cheaper to write every row once into the spare and swap it in.
+            if spare.len() != m * stride {
+                spare.resize(m * stride, 0.0);
+            }
+            copy_rows(&cache.data, stride, rows, valid, &mut spare, stride);
+            std::mem::swap(&mut cache.data, &mut spare);
+            cache.shape = vec![m, cap, w];
+            return Ok(());
+        }
         let need = staged.len() * valid;
         if spare.len() < need {
             spare.resize(need, 0.0);
