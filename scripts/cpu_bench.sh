@@ -9,13 +9,15 @@
 #      scripts/ct2_bench.py on those ids at each thread count;
 #   3. the table: sentences/s, ours' best and CTranslate2's best thread
 #      count, and the ratio.
+# Each setting runs --repeat times (default 3) on both sides and the
+# fastest run counts: run-to-run noise on the 2-core VM is about 10%.
 # Never part of CI. Needs a Python with ctranslate2 + transformers + torch:
 #   python3 -m venv ~/.cache/tk-py
 #   ~/.cache/tk-py/bin/pip install ctranslate2 transformers torch sentencepiece
 #
 # Usage (from the repository root):
 #   scripts/cpu_bench.sh [--model models/demo-en-de] [--src en] [--threads 1,2]
-#                        [--beams 1,4] [--batch-size 32] [--limit N]
+#                        [--beams 1,4] [--batch-size 32] [--limit N] [--repeat 3]
 #                        [--data ../shared/data/multi30k] [--python PATH]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +28,7 @@ THREADS=1,2
 BEAMS=1,4
 BATCH=32
 LIMIT=""
+REPEAT=3
 DATA=../shared/data/multi30k
 PY=${HOME}/.cache/tk-py/bin/python
 while [ $# -gt 0 ]; do
@@ -36,6 +39,7 @@ while [ $# -gt 0 ]; do
     --beams) BEAMS=$2; shift 2 ;;
     --batch-size) BATCH=$2; shift 2 ;;
     --limit) LIMIT=$2; shift 2 ;;
+    --repeat) REPEAT=$2; shift 2 ;;
     --data) DATA=$2; shift 2 ;;
     --python) PY=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
@@ -57,14 +61,15 @@ LIMIT_ARGS=()
 
 echo "== $(date -u +%Y-%m-%d) $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "== ours"
-head -n 1 > "$TMP/ours.csv" < /dev/null || true
 first=1
 for t in ${THREADS//,/ }; do
-  "$BIN" bench --model "$MODEL" --backend cpu --threads "$t" --input "$TMP/src.txt" \
-    "${LIMIT_ARGS[@]}" --batch-size "$BATCH" --beam "$BEAMS" --ids-out "$TMP/ids.txt" \
-    --csv "$TMP/ours.$t.csv" | grep -v '^decode step'
-  if [ $first = 1 ]; then head -n 1 "$TMP/ours.$t.csv" > "$TMP/ours.csv"; first=0; fi
-  grep '^generate,' "$TMP/ours.$t.csv" >> "$TMP/ours.csv"
+  for rep in $(seq "$REPEAT"); do
+    "$BIN" bench --model "$MODEL" --backend cpu --threads "$t" --input "$TMP/src.txt" \
+      "${LIMIT_ARGS[@]}" --batch-size "$BATCH" --beam "$BEAMS" --ids-out "$TMP/ids.txt" \
+      --csv "$TMP/ours.$t.$rep.csv" | grep -E '^(cpu |on )' | sed "s/^/threads $t run $rep: /"
+    if [ $first = 1 ]; then head -n 1 "$TMP/ours.$t.$rep.csv" > "$TMP/ours.csv"; first=0; fi
+    grep '^generate,' "$TMP/ours.$t.$rep.csv" >> "$TMP/ours.csv"
+  done
 done
 
 echo "== CTranslate2"
@@ -76,4 +81,5 @@ fi
 MAX_LEN=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1])).get('max_length', 512))" \
   "$MODEL/generation_config.json" 2>/dev/null || echo 512)
 "$PY" scripts/ct2_bench.py --ct2-model "$CT2_DIR" --ids "$TMP/ids.txt" --batch-size "$BATCH" \
-  --beam "$BEAMS" --threads "$THREADS" --max-length "$MAX_LEN" --compare "$TMP/ours.csv"
+  --beam "$BEAMS" --threads "$THREADS" --max-length "$MAX_LEN" --repeat "$REPEAT" \
+  --compare "$TMP/ours.csv"

@@ -20,3 +20,11 @@ cargo clippy --release --all-targets -- -D warnings
 echo "== cargo test"
 # --show-output: the one-line "skipped ...: why" of each GPU test is visible.
 cargo test --release -- --show-output
+# The fast CPU backend picks AVX-512, AVX2 or portable code at run time; the
+# run above used this machine's best. Its op tests and the fixtures once
+# more on each lower instruction set this CPU can run (TK_CPU_ISA caps the
+# choice), so that no path goes untested (seconds each).
+for isa in avx2 portable; do
+  echo "== cargo test, fast CPU backend capped at $isa"
+  TK_CPU_ISA=$isa cargo test --release --test fast_cpu_ops --test model_parity
+done

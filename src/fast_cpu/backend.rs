@@ -10,11 +10,11 @@ use std::borrow::Cow;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::attention::{self, Shape, Strided};
-use super::gemm::gemm;
+use super::gemm::gemm_new;
 use super::isa::Isa;
 use super::pack::PackedWeight;
 use super::scoring;
-use super::threads::Threads;
+use super::threads::{SharedOut, Threads};
 use super::vmath::layer_norm_row;
 use crate::activation::Activation;
 use crate::cpu::backend::{check_gather, check_view, dims3};
@@ -209,18 +209,8 @@ impl Backend for FastCpu {
             ));
         }
         let m = x.data.len().checked_div(k).unwrap_or(0);
-        let mut y = vec![0.0f32; m * p.n()];
         let bias = b.map(|b| b.data());
-        gemm(
-            self.isa,
-            &self.threads,
-            &x.data,
-            m,
-            p,
-            bias.as_deref(),
-            act,
-            &mut y,
-        )?;
+        let y = gemm_new(self.isa, &self.threads, &x.data, m, p, bias.as_deref(), act)?;
         let mut shape = x.shape.clone();
         if let Some(last) = shape.last_mut() {
             *last = p.n();
@@ -358,7 +348,15 @@ impl Backend for FastCpu {
         let (n, old_cap, w) = dims3("kv_gather", &cache.shape)?;
         check_gather(n, old_cap, rows, len, cap)?;
         let mut out = vec![0.0f32; rows.len() * cap * w];
-        copy_rows(&cache.data, old_cap * w, rows, len * w, &mut out, cap * w);
+        copy_rows(
+            &self.threads,
+            &cache.data,
+            old_cap * w,
+            rows,
+            len * w,
+            &mut out,
+            cap * w,
+        );
         FastTensor::new(out, &[rows.len(), cap, w])
     }
 
@@ -403,7 +401,15 @@ impl Backend for FastCpu {
             if spare.len() != m * stride {
                 spare.resize(m * stride, 0.0);
             }
-            copy_rows(&cache.data, stride, rows, valid, &mut spare, stride);
+            copy_rows(
+                &self.threads,
+                &cache.data,
+                stride,
+                rows,
+                valid,
+                &mut spare,
+                stride,
+            );
             std::mem::swap(&mut cache.data, &mut spare);
             cache.shape = vec![m, cap, w];
             return Ok(());
@@ -433,9 +439,14 @@ impl Backend for FastCpu {
     }
 }
 
+/// Below this many copied elements a row gather runs on one thread.
+const PARALLEL_MIN_COPY: usize = 1 << 16;
+
 /// `dst` row `i` (stride `dst_stride`) gets the first `valid` elements of
-/// `src` row `rows[i]` (stride `src_stride`).
+/// `src` row `rows[i]` (stride `src_stride`); large gathers split the rows
+/// over `threads`. The caller checked every index.
 fn copy_rows(
+    threads: &Threads,
     src: &[f32],
     src_stride: usize,
     rows: &[usize],
@@ -443,10 +454,16 @@ fn copy_rows(
     dst: &mut [f32],
     dst_stride: usize,
 ) {
-    if valid == 0 {
+    if valid == 0 || rows.is_empty() {
         return;
     }
-    for (i, &r) in rows.iter().enumerate() {
-        dst[i * dst_stride..][..valid].copy_from_slice(&src[r * src_stride..][..valid]);
-    }
+    assert!(dst.len() >= (rows.len() - 1) * dst_stride + valid);
+    let out = SharedOut::new(dst);
+    threads.run(rows.len(), rows.len() * valid >= PARALLEL_MIN_COPY, |i| {
+        // SAFETY: row i's destination `i·dst_stride .. + valid` is in
+        // range (asserted) and disjoint from every other row's (valid <=
+        // dst_stride); `dst` outlives `run`.
+        let d = unsafe { out.slice(i * dst_stride, valid) };
+        d.copy_from_slice(&src[rows[i] * src_stride..][..valid]);
+    });
 }

@@ -11,6 +11,8 @@
 //! applied to each finished row segment while it is in L1
 //! ([`super::vmath::activation_in_place`]).
 
+use std::mem::MaybeUninit;
+
 use super::isa::Isa;
 use super::microkernel::{panels_per_tile, tile, MR, TILE_MAX};
 use super::pack::{PackedWeight, NR};
@@ -49,6 +51,60 @@ pub fn gemm(
     act: Option<Activation>,
     y: &mut [f32],
 ) -> Result<()> {
+    check_len("linear", "y", y.len(), &[m, w.n()])?;
+    // SAFETY: MaybeUninit<f32> has f32's layout, and `gemm_into` only
+    // writes initialised values into it.
+    let y = unsafe { &mut *(y as *mut [f32] as *mut [MaybeUninit<f32>]) };
+    gemm_into(isa, threads, x, m, w, b, act, y)
+}
+
+/// As [`gemm`], into a new `[m, n]` vector that is written once and never
+/// zero-filled first (the vocabulary projection's output is megabytes per
+/// decode step).
+///
+/// Errors: as [`gemm`].
+pub fn gemm_new(
+    isa: Isa,
+    threads: &Threads,
+    x: &[f32],
+    m: usize,
+    w: &PackedWeight,
+    b: Option<&[f32]>,
+    act: Option<Activation>,
+) -> Result<Vec<f32>> {
+    let len = m
+        .checked_mul(w.n())
+        .ok_or_else(|| crate::Error::invalid("linear", format!("[{m}, {}] overflows", w.n())))?;
+    let mut y: Vec<f32> = Vec::with_capacity(len);
+    gemm_into(
+        isa,
+        threads,
+        x,
+        m,
+        w,
+        b,
+        act,
+        &mut y.spare_capacity_mut()[..len],
+    )?;
+    // SAFETY: `gemm_into` returned Ok, so it wrote every one of the `m·n`
+    // elements (each task writes its whole rectangle; a panic would not
+    // reach here).
+    unsafe { y.set_len(len) };
+    Ok(y)
+}
+
+/// The body of [`gemm`]: writes every element of `y` (`[m, n]`).
+#[allow(clippy::too_many_arguments)]
+fn gemm_into(
+    isa: Isa,
+    threads: &Threads,
+    x: &[f32],
+    m: usize,
+    w: &PackedWeight,
+    b: Option<&[f32]>,
+    act: Option<Activation>,
+    y: &mut [MaybeUninit<f32>],
+) -> Result<()> {
     let (n, k) = (w.n(), w.k());
     check_len("linear", "x", x.len(), &[m, k])?;
     check_len("linear", "y", y.len(), &[m, n])?;
@@ -85,11 +141,17 @@ pub fn gemm(
                 match b {
                     Some(b) => {
                         for ((s, &t), &b) in seg.iter_mut().zip(t).zip(&b[c0..c1]) {
-                            *s = t + b;
+                            s.write(t + b);
                         }
                     }
-                    None => seg.copy_from_slice(t),
+                    None => {
+                        for (s, &t) in seg.iter_mut().zip(t) {
+                            s.write(t);
+                        }
+                    }
                 }
+                // SAFETY: every element of `seg` was written just above.
+                let seg = unsafe { &mut *(seg as *mut [MaybeUninit<f32>] as *mut [f32]) };
                 if let Some(act) = act {
                     activation_in_place(act, seg);
                 }
