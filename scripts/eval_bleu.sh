@@ -16,9 +16,8 @@
 #                        [--data ../shared/data/multi30k] [--limit N] [--threads N]
 #                        [--max-length N] [--python PATH] [--keep DIR]
 # --src/--tgt default to the last two dash-separated parts of the model dir name (demo-en-de).
-# --threads sets torch threads for the HF side (default: number of CPUs); the Rust side uses
-# min(number of CPUs, 4) threads for large products (src/cpu/linear.rs), so on a machine of
-# up to 4 cores the default gives both sides the same cores.
+# --threads sets the threads of both sides (default: number of CPUs): torch's for HF, the
+# fast CPU backend's worker pool for the Rust CLI (`translate --threads`): the same cores.
 # --keep DIR keeps the hypotheses there (default: a temp dir, removed).
 set -euo pipefail
 
@@ -105,7 +104,8 @@ for beam in $BEAMS; do
 
   t0=$(now)
   if ! cargo run --release --quiet -- translate --model "$MODEL" --input "$WORK/src.txt" \
-      --output "$WORK/rust.beam$beam.txt" --beam "$beam" "${extra[@]}"; then
+      --output "$WORK/rust.beam$beam.txt" --beam "$beam" --device cpu --threads "$THREADS" \
+      "${extra[@]}"; then
     echo "beam $beam: the Rust CLI failed" >&2; status=1; continue
   fi
   t1=$(now)

@@ -11,6 +11,8 @@
 //!
 //! - [`activation`]: the FFN activations (config vocabulary, kernel ABI).
 //! - [`cpu`]: the reference ops, plain and obviously right; the oracle.
+//! - [`fast_cpu`]: the fast CPU backend (packed FMA GEMMs, one-pass
+//!   scoring, vectorised attention, a worker pool), held to the reference.
 //! - [`cuda`]: the launch seam ([`cuda::runtime`]: a GPU through cudarc, or
 //!   the SIMT emulator), [`cuda::Device`], [`cuda::DeviceTensor`], one
 //!   wrapper per kernel, and [`cuda::CudaBackend`], the model on a device.

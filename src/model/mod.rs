@@ -1,7 +1,8 @@
 //! The model: config.json, model.safetensors, the Backend trait, encoder, decoder, KV cache, search.
 //!
 //! [`MarianModel`] is written once against [`Backend`]; the caller picks the
-//! backend (`transformer_kernels::cpu::Cpu` is the reference implementation).
+//! backend (`transformer_kernels::cpu::Cpu` is the reference implementation,
+//! `transformer_kernels::fast_cpu::FastCpu` the fast CPU one).
 //! Nothing in this module depends on a particular backend. Typical use:
 //!
 //! ```no_run
