@@ -1,7 +1,7 @@
 //! `transformer-kernels` command-line interface.
 //!
 //! - `translate`: translate text with a Marian checkpoint (default: the
-//!   embedded demo model), on the CPU reference or the GPU;
+//!   embedded demo model), on the CPU or the GPU;
 //! - `verify`: run every CUDA kernel against the CPU reference and print a table;
 //! - `bench`: time every CUDA kernel and print throughput in roofline units.
 //!
@@ -34,6 +34,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    cli::malloc::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Translate(a) => cli::translate::run(a),

@@ -5,5 +5,6 @@ pub mod bench_model;
 pub mod demo_model;
 pub mod kernel_device;
 pub mod lines;
+pub mod malloc;
 pub mod translate;
 pub mod verify;
