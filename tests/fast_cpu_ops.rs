@@ -78,6 +78,55 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
+/// One attention call: q inside a fused `[rows, q_len, 3d]` block (columns
+/// `d..2d`), k and v in a `[rows, cap, 2d]` one.
+struct Case<'a> {
+    qkv: &'a [f32],
+    kv: &'a [f32],
+    rows: usize,
+    q_len: usize,
+    cap: usize,
+    d: usize,
+    heads: usize,
+    k_len: usize,
+    lens: &'a [usize],
+    lengths: bool,
+    causal: bool,
+}
+
+impl Case<'_> {
+    fn run<B: Backend<Lengths = Vec<usize>>>(&self, b: &B) -> Vec<f32> {
+        let d = self.d;
+        let q = b
+            .upload(
+                self.qkv.to_vec(),
+                &[self.rows, self.q_len, 3 * d],
+                DType::F32,
+            )
+            .unwrap();
+        let kv = b
+            .upload(self.kv.to_vec(), &[self.rows, self.cap, 2 * d], DType::F32)
+            .unwrap();
+        let l = b.key_lengths(self.lens).unwrap();
+        let mask = AttnMask {
+            key_lengths: self.lengths.then_some(&l),
+            causal: self.causal,
+        };
+        let o = b
+            .attention(
+                Cols::new(&q, d, d),
+                Cols::part(&kv, 0, d),
+                Cols::part(&kv, 1, d),
+                self.k_len,
+                self.heads,
+                0.3,
+                mask,
+            )
+            .unwrap();
+        b.download(&o).unwrap()
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -148,23 +197,9 @@ proptest! {
         let kv = rng.vec(rows * cap * 2 * d);
         let lens: Vec<usize> = (0..rows).map(|r| if lengths { (r * 3 + 1) % (k_len + 1) } else { k_len }).collect();
         let fast = FastCpu::new(2).unwrap();
-        let run = |b: &dyn Fn(&[f32], &[usize], &[f32], &[usize]) -> Vec<f32>| b(&qkv, &[rows, q_len, 3 * d], &kv, &[rows, cap, 2 * d]);
-        let fast_out = run(&|q, qs, kv, ks| {
-            let q = fast.upload(q.to_vec(), qs, DType::F32).unwrap();
-            let kv = fast.upload(kv.to_vec(), ks, DType::F32).unwrap();
-            let l = fast.key_lengths(&lens).unwrap();
-            let mask = AttnMask { key_lengths: lengths.then_some(&l), causal };
-            let o = fast.attention(Cols::new(&q, d, d), Cols::part(&kv, 0, d), Cols::part(&kv, 1, d), k_len, heads, 0.3, mask).unwrap();
-            fast.download(&o).unwrap()
-        });
-        let ref_out = run(&|q, qs, kv, ks| {
-            let q = Cpu.upload(q.to_vec(), qs, DType::F32).unwrap();
-            let kv = Cpu.upload(kv.to_vec(), ks, DType::F32).unwrap();
-            let l = Cpu.key_lengths(&lens).unwrap();
-            let mask = AttnMask { key_lengths: lengths.then_some(&l), causal };
-            let o = Cpu.attention(Cols::new(&q, d, d), Cols::part(&kv, 0, d), Cols::part(&kv, 1, d), k_len, heads, 0.3, mask).unwrap();
-            Cpu.download(&o).unwrap()
-        });
+        let case = Case { qkv: &qkv, kv: &kv, rows, q_len, cap, d, heads, k_len, lens: &lens, lengths, causal };
+        let fast_out = case.run(&fast);
+        let ref_out = case.run(&Cpu);
         // f64 attention.
         let mut y64 = vec![0.0f64; rows * q_len * d];
         for r in 0..rows {

@@ -28,7 +28,7 @@ fn dtype_of(d: i32) -> crate::Result<DType> {
 }
 
 fn aligned16(ptr: *const std::ffi::c_void) -> bool {
-    (ptr as usize) % 16 == 0
+    (ptr as usize).is_multiple_of(16)
 }
 
 /// `out = LayerNorm(x + residual) · gamma + beta` over rows of `hidden`

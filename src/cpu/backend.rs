@@ -250,7 +250,7 @@ impl Backend for Cpu {
                 ),
             ));
         }
-        if heads == 0 || d % heads != 0 {
+        if heads == 0 || !d.is_multiple_of(heads) {
             return Err(Error::invalid(
                 "attention",
                 format!("d_model {d} not divisible by heads {heads}"),

@@ -24,7 +24,7 @@ pub fn bias_activation(
             Err(Error::shape(OP, "cols >= 1", "cols 0"))
         };
     }
-    if x.len() % cols != 0 {
+    if !x.len().is_multiple_of(cols) {
         return Err(Error::shape(
             OP,
             format!("x [rows, {cols}]"),

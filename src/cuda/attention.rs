@@ -157,9 +157,9 @@ impl<'a, T: DeviceElement> HeadView<'a, T> {
     /// Whether every head row starts 16-byte aligned (the tensor-core kernel's cp.async).
     fn aligned16(&self, width: usize, positions: usize) -> bool {
         let e = std::mem::size_of::<T>();
-        (self.tensor.device_ptr() as usize + self.column * e) % 16 == 0
-            && (width * e) % 16 == 0
-            && (positions * width * e) % 16 == 0
+        (self.tensor.device_ptr() as usize + self.column * e).is_multiple_of(16)
+            && (width * e).is_multiple_of(16)
+            && (positions * width * e).is_multiple_of(16)
     }
 }
 

@@ -341,7 +341,7 @@ impl<T: DeviceElement> Backend for CudaBackend<T> {
                 format!("k width {}, v width {}", k.width, v.width),
             ));
         }
-        if heads == 0 || d % heads != 0 {
+        if heads == 0 || !d.is_multiple_of(heads) {
             return Err(Error::invalid(
                 "attention",
                 format!("d_model {d} not divisible by heads {heads}"),

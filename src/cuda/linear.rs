@@ -550,7 +550,8 @@ fn run<T: DeviceElement>(
     // The cp.async variant needs every row of x and w to start 16-byte
     // aligned: k a multiple of 8 elements and 16-byte aligned bases (the
     // allocator's are; a caller's view might not be).
-    let aligned = k % 8 == 0 && params.x as u64 % 16 == 0 && params.w as u64 % 16 == 0;
+    let aligned =
+        k % 8 == 0 && (params.x as u64).is_multiple_of(16) && (params.w as u64).is_multiple_of(16);
     let aligned = aligned && T::DTYPE != DType::F32;
     // SAFETY: x holds m·k, w n·k, bias n, residual / out m·n elements of T
     // on `device` (shapes checked above); out is a fresh or exclusively
@@ -651,7 +652,7 @@ pub unsafe fn launch(
     }
     if aligned
         && dtype != DType::F32
-        && (k % 8 != 0 || p.x as u64 % 16 != 0 || p.w as u64 % 16 != 0)
+        && (k % 8 != 0 || !(p.x as u64).is_multiple_of(16) || !(p.w as u64).is_multiple_of(16))
     {
         return Err(Error::invalid(
             OP,

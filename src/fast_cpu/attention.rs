@@ -123,7 +123,7 @@ fn scores_of(
                 // SAFETY: the CPU has the instruction set; every key row
                 // read, `base + j·pos_stride .. + hd` for j < len, lies
                 // within `k.data` (checked just above).
-                Isa::Avx512 if hd % 16 == 0 => unsafe {
+                Isa::Avx512 if hd.is_multiple_of(16) => unsafe {
                     return scores_avx512(
                         q,
                         k.data.as_ptr().add(base),
@@ -132,7 +132,7 @@ fn scores_of(
                         scale,
                     );
                 },
-                Isa::Avx2 | Isa::Avx512 if hd % 8 == 0 => unsafe {
+                Isa::Avx2 | Isa::Avx512 if hd.is_multiple_of(8) => unsafe {
                     return scores_avx2(q, k.data.as_ptr().add(base), k.pos_stride, scores, scale);
                 },
                 _ => {}

@@ -249,7 +249,7 @@ impl Backend for FastCpu {
                 format!("k_len {k_len}"),
             ));
         }
-        if heads == 0 || d % heads != 0 {
+        if heads == 0 || !d.is_multiple_of(heads) {
             return Err(Error::invalid(
                 "attention",
                 format!("d_model {d} not divisible by heads {heads}"),

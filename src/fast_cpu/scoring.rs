@@ -67,7 +67,7 @@ multiversion! {
             for l in 0..LANES {
                 let v = c[l];
                 mx[l] = if v > mx[l] { v } else { mx[l] };
-                nan[l] |= v != v;
+                nan[l] |= v.is_nan();
                 any |= v > thr;
             }
             if any || best.len() < k {

@@ -45,7 +45,7 @@ pub fn exp(x: f32) -> f32 {
     p = p.mul_add(r, 8.333_452e-3);
     p = p.mul_add(r, 4.166_579_6e-2);
     p = p.mul_add(r, 1.666_666_5e-1);
-    p = p.mul_add(r, 5.000_000_1e-1);
+    p = p.mul_add(r, 5e-1);
     let e = (p * r).mul_add(r, r) + 1.0;
     let scale = f32::from_bits((n_bits.wrapping_add(127) << 23) as u32);
     let y = e * scale;
@@ -80,7 +80,7 @@ fn erf(x: f32) -> f32 {
     for c in [
         -0.822_152_2,
         1.488_515_9,
-        -1.135_203_9,
+        -1.135_204,
         0.278_868_07,
         -0.186_288_06,
         0.096_784_18,

@@ -317,7 +317,7 @@ impl ModelConfig {
             ("encoder_attention_heads", self.encoder_attention_heads),
             ("decoder_attention_heads", self.decoder_attention_heads),
         ] {
-            if h > 0 && self.d_model % h != 0 {
+            if h > 0 && !self.d_model.is_multiple_of(h) {
                 p.push(format!(
                     "d_model {} is not divisible by {name} {h}",
                     self.d_model

@@ -87,7 +87,7 @@ impl Normalizer {
                 .and_then(|s| s.try_into().ok())
                 .ok_or("precompiled_charsmap is shorter than its 4-byte header")?;
             let trie_size = u32::from_le_bytes(size_bytes) as usize;
-            if trie_size % 4 != 0 || trie_size > blob.len() - 4 {
+            if !trie_size.is_multiple_of(4) || trie_size > blob.len() - 4 {
                 return Err(format!(
                     "precompiled_charsmap: trie size {trie_size} does not fit the {}-byte map",
                     blob.len()
