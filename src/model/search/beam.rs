@@ -46,7 +46,7 @@
 //! rounding coincidence at the boundary and has never been observed.
 
 use crate::error::Result;
-use crate::model::backend::{Backend, TopK};
+use crate::model::backend::{Backend, TokenMask, TopK};
 use crate::model::encoder::EncoderOutput;
 use crate::model::generation::{EarlyStopping, GenerationConfig};
 use crate::model::marian::MarianModel;
@@ -147,6 +147,16 @@ fn repeat_rows(top: &TopK, times: usize) -> TopK {
     out
 }
 
+/// The search's mask rows for every running beam of the `active` sources.
+fn fill_every_beam(proc: &Processors, mask: &mut TokenMask, active: &[usize], items: &[Item]) {
+    proc.fill_rows(
+        mask,
+        active
+            .iter()
+            .flat_map(|&i| items[i].running.iter().map(Vec::as_slice)),
+    );
+}
+
 pub(crate) fn beam_search<B: Backend>(
     model: &MarianModel<B>,
     enc: &EncoderOutput<B>,
@@ -201,25 +211,13 @@ pub(crate) fn beam_search<B: Backend>(
                 active.iter().map(|&i| items[i].running[0].as_slice()),
             );
             let one = model.backend.log_softmax_topk(&logits, &mask, per_row)?;
+            // The candidates below read the mask of every beam's row.
+            fill_every_beam(&proc, &mut mask, &active, &items);
             repeat_rows(&one, k)
         } else {
-            proc.fill_rows(
-                &mut mask,
-                active
-                    .iter()
-                    .flat_map(|&i| items[i].running.iter().map(Vec::as_slice)),
-            );
+            fill_every_beam(&proc, &mut mask, &active, &items);
             model.backend.log_softmax_topk(&logits, &mask, per_row)?
         };
-        if first {
-            // The candidates below read the mask of every beam's row.
-            proc.fill_rows(
-                &mut mask,
-                active
-                    .iter()
-                    .flat_map(|&i| items[i].running.iter().map(Vec::as_slice)),
-            );
-        }
         let mut next_active = Vec::with_capacity(active.len());
         let mut parent_rows = Vec::with_capacity(active.len() * k);
         for (a, &item_idx) in active.iter().enumerate() {
