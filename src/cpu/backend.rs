@@ -121,6 +121,89 @@ pub(crate) fn check_gather(
     Ok(())
 }
 
+/// Checks the operands of [`Backend::attention`]: q `[rows, q_len, d]`,
+/// k and v `[rows, cap, d]` views (`(rows, positions, width)` each),
+/// `k_len <= cap`, `d` divisible by `heads`.
+///
+/// Errors: as [`Backend::attention`].
+pub(crate) fn check_attention(
+    q: (usize, usize, usize),
+    k: (usize, usize, usize),
+    v: (usize, usize, usize),
+    k_len: usize,
+    heads: usize,
+) -> Result<()> {
+    let (rows, _, d) = q;
+    if k.2 != d || v.2 != d || k.0 != rows || v.0 != rows || v.1 != k.1 {
+        return Err(Error::shape(
+            "attention",
+            format!("k and v [{rows}, cap, {d}] (as q)"),
+            format!(
+                "k [{}, {}, {}], v [{}, {}, {}]",
+                k.0, k.1, k.2, v.0, v.1, v.2
+            ),
+        ));
+    }
+    if k_len > k.1 {
+        return Err(Error::shape(
+            "attention",
+            format!("k_len <= k_cap {}", k.1),
+            format!("k_len {k_len}"),
+        ));
+    }
+    if heads == 0 || !d.is_multiple_of(heads) {
+        return Err(Error::invalid(
+            "attention",
+            format!("d_model {d} not divisible by heads {heads}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a [`Backend::kv_write`] of a `[n_rows, t, width]` view into a
+/// cache of `(rows, cap, w)` at position `at`.
+///
+/// Errors: as [`Backend::kv_write`].
+pub(crate) fn check_kv_write(
+    cache: (usize, usize, usize),
+    new: (usize, usize, usize),
+    at: usize,
+) -> Result<()> {
+    let ((rows, cap, w), (n_rows, t, width)) = (cache, new);
+    if n_rows != rows || width != w || at.checked_add(t).is_none_or(|end| end > cap) {
+        return Err(Error::shape(
+            "kv_write",
+            format!("new [{rows}, <= {}, {w}]", cap.saturating_sub(at)),
+            format!("new [{n_rows}, {t}, {width}]"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that a LayerNorm residual has x's shape.
+///
+/// Errors: [`Error::Shape`] naming both shapes.
+pub(crate) fn check_residual(x: &[usize], residual: Option<&[usize]>) -> Result<()> {
+    match residual {
+        Some(r) if r != x => Err(Error::shape(
+            "layer_norm",
+            format!("residual {}", fmt_shape(x)),
+            format!("residual {}", fmt_shape(r)),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The vocabulary (last dimension) of a logits shape.
+///
+/// Errors: [`Error::Shape`] for a scalar.
+pub(crate) fn logits_vocab(shape: &[usize]) -> Result<usize> {
+    shape
+        .last()
+        .copied()
+        .ok_or_else(|| Error::shape("log_softmax_topk", "logits [.., vocab]", fmt_shape(shape)))
+}
+
 /// The `[rows, positions, width]` elements of a column view: the tensor's
 /// own data when the view is the whole width, else a copy (the reference
 /// keeps its attention plain, over contiguous operands).
@@ -240,22 +323,13 @@ impl Backend for Cpu {
         let (q_data, rows, q_len) = view_data("attention", q)?;
         let (k_data, k_rows, k_cap) = view_data("attention", k)?;
         let (v_data, v_rows, v_cap) = view_data("attention", v)?;
-        if k.width != d || v.width != d || k_rows != rows || v_rows != rows || v_cap != k_cap {
-            return Err(Error::shape(
-                "attention",
-                format!("k and v [{rows}, cap, {d}] (as q)"),
-                format!(
-                    "k [{k_rows}, {k_cap}, {}], v [{v_rows}, {v_cap}, {}]",
-                    k.width, v.width
-                ),
-            ));
-        }
-        if heads == 0 || !d.is_multiple_of(heads) {
-            return Err(Error::invalid(
-                "attention",
-                format!("d_model {d} not divisible by heads {heads}"),
-            ));
-        }
+        check_attention(
+            (rows, q_len, d),
+            (k_rows, k_cap, k.width),
+            (v_rows, v_cap, v.width),
+            k_len,
+            heads,
+        )?;
         let dims = AttentionDims {
             batch: rows,
             heads,
@@ -280,13 +354,7 @@ impl Backend for Cpu {
         beta: &CpuTensor,
         eps: f32,
     ) -> Result<CpuTensor> {
-        if let Some(r) = residual.filter(|r| r.shape != x.shape) {
-            return Err(Error::shape(
-                "layer_norm",
-                format!("residual {}", fmt_shape(&x.shape)),
-                format!("residual {}", fmt_shape(&r.shape)),
-            ));
-        }
+        check_residual(&x.shape, residual.map(|r| r.shape.as_slice()))?;
         let y = layer_norm::layer_norm(
             &x.data,
             residual.map(|r| r.data.as_slice()),
@@ -299,13 +367,7 @@ impl Backend for Cpu {
     }
 
     fn log_softmax_topk(&self, logits: &CpuTensor, mask: &TokenMask, k: usize) -> Result<TopK> {
-        let Some(&vocab) = logits.shape.last() else {
-            return Err(Error::shape(
-                "log_softmax_topk",
-                "logits [.., vocab]",
-                fmt_shape(&logits.shape),
-            ));
-        };
+        let vocab = logits_vocab(&logits.shape)?;
         let rows = logits.data.len().checked_div(vocab).unwrap_or(0);
         log_softmax_topk::log_softmax_topk(&logits.data, rows, vocab, mask, k)
     }
@@ -317,13 +379,7 @@ impl Backend for Cpu {
     fn kv_write(&self, cache: &mut CpuTensor, new: Cols<'_, CpuTensor>, at: usize) -> Result<()> {
         let (rows, cap, w) = cache.dims3("kv_write")?;
         let (data, n_rows, t) = view_data("kv_write", new)?;
-        if n_rows != rows || new.width != w || at.checked_add(t).is_none_or(|end| end > cap) {
-            return Err(Error::shape(
-                "kv_write",
-                format!("new [{rows}, <= {}, {w}]", cap.saturating_sub(at)),
-                format!("new [{n_rows}, {t}, {}]", new.width),
-            ));
-        }
+        check_kv_write((rows, cap, w), (n_rows, t, new.width), at)?;
         for r in 0..rows {
             let dst = &mut cache.data[(r * cap + at) * w..][..t * w];
             dst.copy_from_slice(&data[r * t * w..][..t * w]);

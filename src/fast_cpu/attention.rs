@@ -13,7 +13,7 @@
 
 use super::isa::{multiversion, Isa};
 use super::threads::{SharedOut, Threads};
-use super::vmath::{dot_inline, exp, LANES};
+use super::vmath::{dot_inline, exp, reduce, LANES};
 
 /// Below this many multiply-adds (`rows·heads·q_len·k_len·head_dim`) the
 /// call runs on one thread.
@@ -235,7 +235,7 @@ fn exp_in_place(scores: &mut [f32], max: f32) -> f32 {
         *v = exp(*v - max);
         acc[l] += *v;
     }
-    acc.iter().sum()
+    reduce(acc)
 }
 
 /// [`attend_row`] for a head size known at compile time: `q`, the

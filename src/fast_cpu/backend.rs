@@ -17,7 +17,9 @@ use super::scoring;
 use super::threads::{SharedOut, Threads};
 use super::vmath::layer_norm_row;
 use crate::activation::Activation;
-use crate::cpu::backend::{check_gather, check_view, dims3};
+use crate::cpu::backend::{
+    check_attention, check_gather, check_kv_write, check_residual, check_view, dims3, logits_vocab,
+};
 use crate::cpu::embedding;
 use crate::cpu::linear::check_len;
 use crate::dtype::DType;
@@ -232,29 +234,13 @@ impl Backend for FastCpu {
         let (qs, rows, q_len) = strided("attention", q)?;
         let (ks, k_rows, k_cap) = strided("attention", k)?;
         let (vs, v_rows, v_cap) = strided("attention", v)?;
-        if k.width != d || v.width != d || k_rows != rows || v_rows != rows || v_cap != k_cap {
-            return Err(Error::shape(
-                "attention",
-                format!("k and v [{rows}, cap, {d}] (as q)"),
-                format!(
-                    "k [{k_rows}, {k_cap}, {}], v [{v_rows}, {v_cap}, {}]",
-                    k.width, v.width
-                ),
-            ));
-        }
-        if k_len > k_cap {
-            return Err(Error::shape(
-                "attention",
-                format!("k_len <= k_cap {k_cap}"),
-                format!("k_len {k_len}"),
-            ));
-        }
-        if heads == 0 || !d.is_multiple_of(heads) {
-            return Err(Error::invalid(
-                "attention",
-                format!("d_model {d} not divisible by heads {heads}"),
-            ));
-        }
+        check_attention(
+            (rows, q_len, d),
+            (k_rows, k_cap, k.width),
+            (v_rows, v_cap, v.width),
+            k_len,
+            heads,
+        )?;
         if let Some(l) = mask.key_lengths {
             check_len("attention", "key_lengths", l.len(), &[rows])?;
         }
@@ -280,13 +266,7 @@ impl Backend for FastCpu {
         beta: &FastTensor,
         eps: f32,
     ) -> Result<FastTensor> {
-        if let Some(r) = residual.filter(|r| r.shape != x.shape) {
-            return Err(Error::shape(
-                "layer_norm",
-                format!("residual {}", fmt_shape(&x.shape)),
-                format!("residual {}", fmt_shape(&r.shape)),
-            ));
-        }
+        check_residual(&x.shape, residual.map(|r| r.shape.as_slice()))?;
         let n = x.last_dim();
         if n == 0 {
             return Err(Error::shape("layer_norm", "hidden > 0", "hidden 0"));
@@ -304,13 +284,7 @@ impl Backend for FastCpu {
     }
 
     fn log_softmax_topk(&self, logits: &FastTensor, mask: &TokenMask, k: usize) -> Result<TopK> {
-        let Some(&vocab) = logits.shape.last() else {
-            return Err(Error::shape(
-                "log_softmax_topk",
-                "logits [.., vocab]",
-                fmt_shape(&logits.shape),
-            ));
-        };
+        let vocab = logits_vocab(&logits.shape)?;
         let rows = logits.data.len().checked_div(vocab).unwrap_or(0);
         scoring::log_softmax_topk(&self.threads, &logits.data, rows, vocab, mask, k)
     }
@@ -322,13 +296,7 @@ impl Backend for FastCpu {
     fn kv_write(&self, cache: &mut FastTensor, new: Cols<'_, FastTensor>, at: usize) -> Result<()> {
         let (rows, cap, w) = dims3("kv_write", &cache.shape)?;
         let (src, n_rows, t) = strided("kv_write", new)?;
-        if n_rows != rows || new.width != w || at.checked_add(t).is_none_or(|end| end > cap) {
-            return Err(Error::shape(
-                "kv_write",
-                format!("new [{rows}, <= {}, {w}]", cap.saturating_sub(at)),
-                format!("new [{n_rows}, {t}, {}]", new.width),
-            ));
-        }
+        check_kv_write((rows, cap, w), (n_rows, t, new.width), at)?;
         for r in 0..rows {
             for p in 0..t {
                 let dst = &mut cache.data[(r * cap + at + p) * w..][..w];

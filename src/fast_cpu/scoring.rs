@@ -19,7 +19,7 @@
 //! unmasked finite logits) go to the reference function, row by row.
 
 use super::isa::multiversion;
-use super::vmath::{exp, LANES};
+use super::vmath::{exp, reduce, LANES};
 use crate::cpu::log_softmax_topk::{check_mask, log_softmax_topk as reference};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -40,14 +40,7 @@ multiversion! {
         for (l, &v) in rest.iter().enumerate() {
             acc[l] += exp(v - max);
         }
-        let mut w = LANES / 2;
-        while w > 0 {
-            for l in 0..w {
-                acc[l] += acc[l + w];
-            }
-            w /= 2;
-        }
-        acc[0]
+        reduce(acc)
     }
 }
 

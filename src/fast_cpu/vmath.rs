@@ -161,9 +161,9 @@ pub fn dot_inline(a: &[f32], b: &[f32]) -> f32 {
     reduce(acc)
 }
 
-/// The fixed pairwise reduction of the partial sums.
+/// The fixed pairwise reduction of [`LANES`] partial sums.
 #[inline(always)]
-fn reduce(mut acc: [f32; LANES]) -> f32 {
+pub(crate) fn reduce(mut acc: [f32; LANES]) -> f32 {
     let mut w = LANES / 2;
     while w > 0 {
         for l in 0..w {
