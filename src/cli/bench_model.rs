@@ -24,7 +24,6 @@ use std::time::Instant;
 
 use transformer_kernels::cpu::Cpu;
 use transformer_kernels::cuda::{CudaBackend, Device, DeviceTensor};
-use transformer_kernels::fast_cpu::FastCpu;
 use transformer_kernels::model::{Backend, GenerationConfig, MarianModel, ModelConfig, TokenMask};
 use transformer_kernels::tokenizer::MarianTokenizer;
 use transformer_kernels::{DType, Error, Result};
@@ -69,7 +68,8 @@ pub struct ModelArgs {
     /// model's max_position_embeddings).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub steps: u32,
-    /// Worker threads of `--backend cpu` (0: every core).
+    /// Worker threads of `--backend cpu` (0: every core; ignored by the
+    /// other backends).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
 }
@@ -215,7 +215,7 @@ pub fn run(
             measure(&model, on, dir, &sources, a, &mut out)?;
         }
         None => {
-            let backend = FastCpu::new(a.threads)?;
+            let backend = super::fast_cpu(a.threads)?;
             println!(
                 "cpu: {} threads, {}",
                 backend.threads(),

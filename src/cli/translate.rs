@@ -16,7 +16,6 @@ use std::sync::Arc;
 use indicatif::{ProgressBar, ProgressStyle};
 use transformer_kernels::cpu::Cpu;
 use transformer_kernels::cuda::{CudaBackend, Device};
-use transformer_kernels::fast_cpu::FastCpu;
 use transformer_kernels::model::weights::checkpoint_dtype;
 use transformer_kernels::model::{Backend, GenerationConfig, Hypothesis, MarianModel};
 use transformer_kernels::tokenizer::MarianTokenizer;
@@ -84,8 +83,9 @@ pub struct Args {
     /// Write translations to FILE instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Worker threads of the CPU backend (0: every core the machine
-    /// reports, read once at start).
+    /// Worker threads of `--device cpu` (0: every core the machine
+    /// reports, read once at start; at most 1024; ignored by the other
+    /// devices).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
 }
@@ -133,7 +133,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     match resolve_device(&args, &dir)? {
         Target::Cpu => {
-            let backend = FastCpu::new(args.threads)?;
+            let backend = super::fast_cpu(args.threads)?;
             run_on(args, &dir, backend)
         }
         Target::Reference => run_on(args, &dir, Cpu),

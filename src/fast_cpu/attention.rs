@@ -116,9 +116,20 @@ fn scores_of(
     let hd = q.len();
     #[cfg(target_arch = "x86_64")]
     {
-        let base = k.offset + r * k.row_stride + col;
-        let last = base + scores.len().saturating_sub(1) * k.pos_stride + hd;
-        if !scores.is_empty() && last <= k.data.len() {
+        let base = r
+            .checked_mul(k.row_stride)
+            .and_then(|b| b.checked_add(k.offset + col));
+        let last = base.and_then(|b| {
+            scores
+                .len()
+                .saturating_sub(1)
+                .checked_mul(k.pos_stride)
+                .and_then(|e| e.checked_add(b + hd))
+        });
+        if let (Some(base), true) = (
+            base,
+            !scores.is_empty() && last.is_some_and(|l| l <= k.data.len()),
+        ) {
             match Isa::detected() {
                 // SAFETY: the CPU has the instruction set; every key row
                 // read, `base + j·pos_stride .. + hd` for j < len, lies
