@@ -263,3 +263,21 @@ impl Translator {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_names_parse() {
+        let p = |s: &str| s.parse::<TranslatorDevice>();
+        assert_eq!(p("cpu").unwrap(), TranslatorDevice::Cpu(0));
+        assert_eq!(p("cpu:3").unwrap(), TranslatorDevice::Cpu(3));
+        assert_eq!(p("reference").unwrap(), TranslatorDevice::Reference);
+        assert_eq!(p("cuda:1").unwrap(), TranslatorDevice::Cuda(1));
+        assert_eq!(p("auto").unwrap(), TranslatorDevice::Auto);
+        for bad in ["cpu:", "cpu:x", "cpu:-1", "gpu:0", ""] {
+            assert!(p(bad).is_err(), "{bad:?}");
+        }
+    }
+}
