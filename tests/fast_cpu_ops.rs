@@ -448,39 +448,14 @@ fn bad_shapes_are_errors_not_panics() {
     let v = fast.upload(vec![0.0; 6], &[6], DType::F32).unwrap();
     assert!(fast.linear(&x, &v, None, None).is_err());
     let q = fast.upload(vec![0.0; 12], &[1, 2, 6], DType::F32).unwrap();
-    assert!(fast
-        .attention(
-            Cols::new(&q, 4, 4),
-            Cols::new(&q, 0, 4),
-            Cols::new(&q, 0, 4),
-            2,
-            2,
-            1.0,
-            AttnMask::default()
-        )
-        .is_err());
-    assert!(fast
-        .attention(
-            Cols::new(&q, 0, 6),
-            Cols::new(&q, 0, 6),
-            Cols::new(&q, 0, 6),
-            3,
-            2,
-            1.0,
-            AttnMask::default()
-        )
-        .is_err());
-    assert!(fast
-        .attention(
-            Cols::new(&q, 0, 6),
-            Cols::new(&q, 0, 6),
-            Cols::new(&q, 0, 6),
-            2,
-            4,
-            1.0,
-            AttnMask::default()
-        )
-        .is_err());
+    // (q's first column, width, k_len, heads): a view past its columns,
+    // k_len past the capacity, d not divisible by heads.
+    for (col, width, k_len, heads) in [(4, 4, 2, 2), (0, 6, 3, 2), (0, 6, 2, 4)] {
+        let view = Cols::new(&q, col, width);
+        let kv = Cols::new(&q, 0, width);
+        let r = fast.attention(view, kv, kv, k_len, heads, 1.0, AttnMask::default());
+        assert!(r.is_err(), "{col} {width} {k_len} {heads}");
+    }
     let logits = fast.upload(vec![0.0; 8], &[2, 4], DType::F32).unwrap();
     assert!(fast
         .log_softmax_topk(&logits, &TokenMask::default(), 5)

@@ -121,6 +121,21 @@ pub(crate) fn check_gather(
     Ok(())
 }
 
+/// The output shape of [`Backend::linear`] for x of `x_shape` and a weight
+/// of `[n, k]`: x's shape with its last dimension `n`.
+///
+/// Errors: [`Error::Shape`] if x is a scalar or its last dimension is not `k`.
+pub(crate) fn linear_shape(x_shape: &[usize], n: usize, k: usize) -> Result<Vec<usize>> {
+    match x_shape.split_last() {
+        Some((&last, lead)) if last == k => Ok([lead, &[n]].concat()),
+        _ => Err(Error::shape(
+            "linear",
+            format!("x [.., {k}]"),
+            fmt_shape(x_shape),
+        )),
+    }
+}
+
 /// Checks the operands of [`Backend::attention`]: q `[rows, q_len, d]`,
 /// k and v `[rows, cap, d]` views (`(rows, positions, width)` each),
 /// `k_len <= cap`, `d` divisible by `heads`.
@@ -281,13 +296,7 @@ impl Backend for Cpu {
         let [n, k] = w.shape[..] else {
             return Err(Error::shape("linear", "w [n, k]", fmt_shape(&w.shape)));
         };
-        if x.last_dim() != k || x.shape.is_empty() {
-            return Err(Error::shape(
-                "linear",
-                format!("x [.., {k}]"),
-                fmt_shape(&x.shape),
-            ));
-        }
+        let shape = linear_shape(&x.shape, n, k)?;
         let m = x.data.len() / k.max(1);
         let mut y = vec![0.0f32; m * n];
         linear_into(
@@ -301,10 +310,6 @@ impl Backend for Cpu {
         )?;
         if let Some(act) = act {
             apply_in_place(act, &mut y);
-        }
-        let mut shape = x.shape.clone();
-        if let Some(last) = shape.last_mut() {
-            *last = n;
         }
         CpuTensor::new(y, &shape)
     }

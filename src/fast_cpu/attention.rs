@@ -91,10 +91,10 @@ multiversion! {
     /// the usual head sizes get a register-resident accumulator.
     fn attend_row(q: Strided<'_>, k: Strided<'_>, v: Strided<'_>, s: Shape<'_>, scale: f32, r: usize, o: &mut [f32]) {
         match s.head_dim {
-            32 => attend_row_fixed::<32>(q, k, v, s, scale, r, o),
-            64 => attend_row_fixed::<64>(q, k, v, s, scale, r, o),
-            128 => attend_row_fixed::<128>(q, k, v, s, scale, r, o),
-            _ => attend_row_any(q, k, v, s, scale, r, o),
+            32 => attend_row_impl::<32>(q, k, v, s, scale, r, o),
+            64 => attend_row_impl::<64>(q, k, v, s, scale, r, o),
+            128 => attend_row_impl::<128>(q, k, v, s, scale, r, o),
+            _ => attend_row_impl::<0>(q, k, v, s, scale, r, o),
         }
     }
 }
@@ -249,11 +249,12 @@ fn exp_in_place(scores: &mut [f32], max: f32) -> f32 {
     reduce(acc)
 }
 
-/// [`attend_row`] for a head size known at compile time: `q`, the
-/// accumulator and each key / value row are `HD`-element arrays.
+/// [`attend_row`] for head size `HD` known at compile time (then `q`, the
+/// accumulator and each value row have a constant length and the
+/// accumulator stays in registers), or any head size for `HD = 0`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn attend_row_fixed<const HD: usize>(
+fn attend_row_impl<const HD: usize>(
     q: Strided<'_>,
     k: Strided<'_>,
     v: Strided<'_>,
@@ -262,55 +263,10 @@ fn attend_row_fixed<const HD: usize>(
     r: usize,
     o: &mut [f32],
 ) {
-    let d = s.heads * HD;
-    let mut scores = vec![0.0f32; s.k_len];
-    for i in 0..s.q_len {
-        let vis = visible(&s, r, i);
-        for h in 0..s.heads {
-            let out: &mut [f32; HD] = (&mut o[i * d + h * HD..][..HD])
-                .try_into()
-                .unwrap_or_else(|_| unreachable!());
-            if vis == 0 {
-                out.fill(0.0);
-                continue;
-            }
-            let qv = q.at(r, i, h * HD, HD);
-            let max = scores_of(qv, k, r, h * HD, &mut scores[..vis], scale);
-            let sum = exp_in_place(&mut scores[..vis], max);
-            let mut acc = [0.0f32; HD];
-            for (j, &p) in scores[..vis].iter().enumerate() {
-                let vv: &[f32; HD] = v
-                    .at(r, j, h * HD, HD)
-                    .try_into()
-                    .unwrap_or_else(|_| unreachable!());
-                for c in 0..HD {
-                    acc[c] = p.mul_add(vv[c], acc[c]);
-                }
-            }
-            let inv = 1.0 / sum;
-            for c in 0..HD {
-                out[c] = acc[c] * inv;
-            }
-        }
-    }
-}
-
-/// [`attend_row`] for any head size.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn attend_row_any(
-    q: Strided<'_>,
-    k: Strided<'_>,
-    v: Strided<'_>,
-    s: Shape<'_>,
-    scale: f32,
-    r: usize,
-    o: &mut [f32],
-) {
-    let hd = s.head_dim;
+    let hd = if HD > 0 { HD } else { s.head_dim };
     let d = s.heads * hd;
     let mut scores = vec![0.0f32; s.k_len];
-    let mut acc = vec![0.0f32; hd];
+    let mut any = vec![0.0f32; if HD > 0 { 0 } else { hd }];
     for i in 0..s.q_len {
         let vis = visible(&s, r, i);
         for h in 0..s.heads {
@@ -321,17 +277,39 @@ fn attend_row_any(
             }
             let qv = q.at(r, i, h * hd, hd);
             let max = scores_of(qv, k, r, h * hd, &mut scores[..vis], scale);
-            let sum = exp_in_place(&mut scores[..vis], max);
-            acc.fill(0.0);
-            for (j, &p) in scores[..vis].iter().enumerate() {
-                for (a, &x) in acc.iter_mut().zip(v.at(r, j, h * hd, hd)) {
-                    *a = p.mul_add(x, *a);
-                }
-            }
-            let inv = 1.0 / sum;
-            for (o, &a) in out.iter_mut().zip(&acc) {
-                *o = a * inv;
+            let inv = 1.0 / exp_in_place(&mut scores[..vis], max);
+            if HD > 0 {
+                let mut acc = [0.0f32; HD];
+                weighted_sum(&mut acc, &scores[..vis], v, r, h * hd, inv, out);
+            } else {
+                any.fill(0.0);
+                weighted_sum(&mut any, &scores[..vis], v, r, h * hd, inv, out);
             }
         }
+    }
+}
+
+/// `out = inv · Σ_j p_j · v_j` (values of row `r` from column `col`) with
+/// the accumulator `acc` (zeroed, `head_dim` long; an array of constant
+/// length in [`attend_row_impl`]'s fixed sizes, so it stays in registers).
+#[inline(always)]
+fn weighted_sum(
+    acc: &mut [f32],
+    p: &[f32],
+    v: Strided<'_>,
+    r: usize,
+    col: usize,
+    inv: f32,
+    out: &mut [f32],
+) {
+    let hd = acc.len();
+    for (j, &pj) in p.iter().enumerate() {
+        let vv = v.at(r, j, col, hd);
+        for c in 0..hd {
+            acc[c] = pj.mul_add(vv[c], acc[c]);
+        }
+    }
+    for c in 0..hd {
+        out[c] = acc[c] * inv;
     }
 }

@@ -18,7 +18,8 @@ use super::threads::{SharedOut, Threads};
 use super::vmath::layer_norm_row;
 use crate::activation::Activation;
 use crate::cpu::backend::{
-    check_attention, check_gather, check_kv_write, check_residual, check_view, dims3, logits_vocab,
+    check_attention, check_gather, check_kv_write, check_residual, check_view, dims3, linear_shape,
+    logits_vocab,
 };
 use crate::cpu::embedding;
 use crate::cpu::linear::check_len;
@@ -203,20 +204,10 @@ impl Backend for FastCpu {
     ) -> Result<FastTensor> {
         let p = w.packed()?;
         let k = p.k();
-        if x.last_dim() != k || x.shape.is_empty() {
-            return Err(Error::shape(
-                "linear",
-                format!("x [.., {k}]"),
-                fmt_shape(&x.shape),
-            ));
-        }
+        let shape = linear_shape(&x.shape, p.n(), k)?;
         let m = x.data.len().checked_div(k).unwrap_or(0);
         let bias = b.map(|b| b.data());
         let y = gemm_new(self.isa, &self.threads, &x.data, m, p, bias.as_deref(), act)?;
-        let mut shape = x.shape.clone();
-        if let Some(last) = shape.last_mut() {
-            *last = p.n();
-        }
         FastTensor::new(y, &shape)
     }
 
