@@ -38,6 +38,7 @@ pub fn generate(manifest: &Path, out: &Path, require: bool, warn: bool) {
             .rustified_enum("TkActivation")
             .derive_default(false)
             .derive_debug(true)
+            .derive_partialeq(true)
             .layout_tests(true)
             .generate_comments(true)
             .use_core()

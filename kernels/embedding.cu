@@ -51,6 +51,8 @@ __device__ __forceinline__ void embedding_impl(const EmbeddingParams& p) {
     const int lane = threadIdx.x & 31;
     const int64_t first = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
     const int64_t stride = static_cast<int64_t>(gridDim.x) * kWarps;
+    // Read at run time when given: a replayed decode step's parameters are fixed.
+    const int64_t position0 = p.position_device != nullptr ? static_cast<int64_t>(*p.position_device) : p.position_offset;
     // ln(10000) and 2*pi in f64.
     const double kLn10000 = 9.210340371976184;
     const double kTwoPi = 6.283185307179586;
@@ -69,7 +71,7 @@ __device__ __forceinline__ void embedding_impl(const EmbeddingParams& p) {
         }
         for (int64_t t = first; t < p.tokens; t += stride) {
             const int32_t id = p.ids[t];
-            const double pos = static_cast<double>(p.position_offset + t % p.seq_len);
+            const double pos = static_cast<double>(position0 + t % p.seq_len);
             T* orow = out + t * D;
             const bool id_ok = id >= 0 && id < p.vocab;
             const T* trow = table + (id_ok ? static_cast<int64_t>(id) : 0) * D;

@@ -36,6 +36,7 @@ template <typename U>
 __device__ __forceinline__ void gather_rows_impl(const GatherRowsParams& p) {
     const U* src = static_cast<const U*>(p.src);
     U* dst = static_cast<U*>(p.dst);
+    if (p.dst_pos_device != nullptr) dst += static_cast<int64_t>(*p.dst_pos_device) * p.dst_pos_stride;
     const int64_t step = static_cast<int64_t>(gridDim.x) * kThreads;
     const int64_t runs = p.rows * p.positions;
     for (int64_t run = blockIdx.y; run < runs; run += gridDim.y) {

@@ -72,8 +72,14 @@ typedef struct EmbeddingParams {
     int64_t d_model;
     /** Rows of the table; an id outside [0, vocab) yields a row of NaN (the safe wrapper rejects it before launch). */
     int64_t vocab;
-    /** Position of the first token of every sequence (the KV-cache length when decoding step by step), >= 0. */
+    /** Position of the first token of every sequence (the KV-cache length when decoding step by step), >= 0; unused when position_device is set. */
     int64_t position_offset;
+    /**
+     * Device pointer: [1] int32 position of the first token of every sequence, read when the
+     * kernel runs (a decode step replayed as a CUDA graph, whose parameters are fixed), or
+     * NULL to use position_offset. Must be >= 0.
+     */
+    const int32_t *position_device;
     /** Embedding scale: sqrt(d_model) when config.scale_embedding, else 1. */
     float scale;
 } EmbeddingParams;
@@ -145,6 +151,13 @@ typedef struct GatherRowsParams {
     int64_t dst_row_stride;
     /** Units between consecutive positions of a destination row. */
     int64_t dst_pos_stride;
+    /**
+     * Device pointer: [1] int32 n >= 0 read when the kernel runs: the destination starts n
+     * positions further (dst + n * dst_pos_stride), as the KV-cache write of a decode step
+     * replayed as a CUDA graph, whose parameters are fixed; or NULL for none. The caller
+     * guarantees that n + positions fits the destination.
+     */
+    const int32_t *dst_pos_device;
 } GatherRowsParams;
 
 /** Element-wise activation of bias_activation.cu (Hugging Face activation_function names). */

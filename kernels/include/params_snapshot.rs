@@ -11,7 +11,7 @@ pub enum TkDType {
 }
 #[doc = " convert.cu: dst[i] = round_to_dst(float(src[i])) for i in [0, n)."]
 #[repr(C)]
-#[derive(Debug, Copy, Clone)]
+#[derive(Debug, Copy, Clone, PartialEq)]
 pub struct ConvertParams {
     #[doc = " Device pointer: n elements of the source dtype."]
     pub src: *const ::core::ffi::c_void,
@@ -30,7 +30,7 @@ const _: () = {
 };
 #[doc = " layer_norm.cu: out = LN(x + residual) * gamma + beta over rows of `hidden`\n elements (post-LN Transformer sublayer output), f32 statistics."]
 #[repr(C)]
-#[derive(Debug, Copy, Clone)]
+#[derive(Debug, Copy, Clone, PartialEq)]
 pub struct LayerNormParams {
     #[doc = " Device pointer: [rows, hidden] storage elements, row-major, contiguous."]
     pub x: *const ::core::ffi::c_void,
@@ -71,7 +71,7 @@ const _: () = {
 };
 #[doc = " embedding.cu: out[t] = table[ids[t]] * scale + sinusoid(position_offset + t % seq_len)."]
 #[repr(C)]
-#[derive(Debug, Copy, Clone)]
+#[derive(Debug, Copy, Clone, PartialEq)]
 pub struct EmbeddingParams {
     #[doc = " Device pointer: [tokens] token ids (int32), row-major [batch, seq_len]."]
     pub ids: *const i32,
@@ -87,14 +87,16 @@ pub struct EmbeddingParams {
     pub d_model: i64,
     #[doc = " Rows of the table; an id outside [0, vocab) yields a row of NaN (the safe wrapper rejects it before launch)."]
     pub vocab: i64,
-    #[doc = " Position of the first token of every sequence (the KV-cache length when decoding step by step), >= 0."]
+    #[doc = " Position of the first token of every sequence (the KV-cache length when decoding step by step), >= 0; unused when position_device is set."]
     pub position_offset: i64,
+    #[doc = " Device pointer: [1] int32 position of the first token of every sequence, read when the\n kernel runs (a decode step replayed as a CUDA graph, whose parameters are fixed), or\n NULL to use position_offset. Must be >= 0."]
+    pub position_device: *const i32,
     #[doc = " Embedding scale: sqrt(d_model) when config.scale_embedding, else 1."]
     pub scale: f32,
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of EmbeddingParams"][::core::mem::size_of::<EmbeddingParams>() - 72usize];
+    ["Size of EmbeddingParams"][::core::mem::size_of::<EmbeddingParams>() - 80usize];
     ["Alignment of EmbeddingParams"][::core::mem::align_of::<EmbeddingParams>() - 8usize];
     ["Offset of field: EmbeddingParams::ids"]
         [::core::mem::offset_of!(EmbeddingParams, ids) - 0usize];
@@ -112,12 +114,14 @@ const _: () = {
         [::core::mem::offset_of!(EmbeddingParams, vocab) - 48usize];
     ["Offset of field: EmbeddingParams::position_offset"]
         [::core::mem::offset_of!(EmbeddingParams, position_offset) - 56usize];
+    ["Offset of field: EmbeddingParams::position_device"]
+        [::core::mem::offset_of!(EmbeddingParams, position_device) - 64usize];
     ["Offset of field: EmbeddingParams::scale"]
-        [::core::mem::offset_of!(EmbeddingParams, scale) - 64usize];
+        [::core::mem::offset_of!(EmbeddingParams, scale) - 72usize];
 };
 #[doc = " logits.cu: per row, score = logits + final_logits_bias with the pad column\n at -inf; log-softmax over the vocabulary in f32; the top-k scores."]
 #[repr(C)]
-#[derive(Debug, Copy, Clone)]
+#[derive(Debug, Copy, Clone, PartialEq)]
 pub struct LogitsParams {
     #[doc = " Device pointer: [rows, vocab] storage elements, row r starting at r * row_stride."]
     pub logits: *const ::core::ffi::c_void,
@@ -176,7 +180,7 @@ const _: () = {
 };
 #[doc = " gather_rows.cu: for every destination row r and position p < positions, the\n row_elems units at dst + r * dst_row_stride + p * dst_pos_stride = those at\n src + s * src_row_stride + p * src_pos_stride, s = src_rows[r] (or r when\n src_rows is NULL). The KV cache's write (a step's k or v columns of the fused\n QKV output into the cache), reorder (beam search's surviving rows), drop\n (finished sentences) and growth are all this one copy with different strides."]
 #[repr(C)]
-#[derive(Debug, Copy, Clone)]
+#[derive(Debug, Copy, Clone, PartialEq)]
 pub struct GatherRowsParams {
     #[doc = " Device pointer: the source's first unit."]
     pub src: *const ::core::ffi::c_void,
@@ -198,10 +202,12 @@ pub struct GatherRowsParams {
     pub dst_row_stride: i64,
     #[doc = " Units between consecutive positions of a destination row."]
     pub dst_pos_stride: i64,
+    #[doc = " Device pointer: [1] int32 n >= 0 read when the kernel runs: the destination starts n\n positions further (dst + n * dst_pos_stride), as the KV-cache write of a decode step\n replayed as a CUDA graph, whose parameters are fixed; or NULL for none. The caller\n guarantees that n + positions fits the destination."]
+    pub dst_pos_device: *const i32,
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of GatherRowsParams"][::core::mem::size_of::<GatherRowsParams>() - 80usize];
+    ["Size of GatherRowsParams"][::core::mem::size_of::<GatherRowsParams>() - 88usize];
     ["Alignment of GatherRowsParams"][::core::mem::align_of::<GatherRowsParams>() - 8usize];
     ["Offset of field: GatherRowsParams::src"]
         [::core::mem::offset_of!(GatherRowsParams, src) - 0usize];
@@ -223,6 +229,8 @@ const _: () = {
         [::core::mem::offset_of!(GatherRowsParams, dst_row_stride) - 64usize];
     ["Offset of field: GatherRowsParams::dst_pos_stride"]
         [::core::mem::offset_of!(GatherRowsParams, dst_pos_stride) - 72usize];
+    ["Offset of field: GatherRowsParams::dst_pos_device"]
+        [::core::mem::offset_of!(GatherRowsParams, dst_pos_device) - 80usize];
 };
 #[repr(u32)]
 #[doc = " Element-wise activation of bias_activation.cu (Hugging Face activation_function names)."]
@@ -239,7 +247,7 @@ pub enum TkActivation {
 }
 #[doc = " bias_activation.cu: out[r, c] = act(x[r, c] + bias[c])."]
 #[repr(C)]
-#[derive(Debug, Copy, Clone)]
+#[derive(Debug, Copy, Clone, PartialEq)]
 pub struct BiasActivationParams {
     #[doc = " Device pointer: [rows, cols] storage elements, row-major, contiguous."]
     pub x: *const ::core::ffi::c_void,
@@ -269,7 +277,7 @@ const _: () = {
 };
 #[doc = " linear.cu: out = act(x . w^T + bias) + residual, the projection of every\n Transformer sublayer (PyTorch nn.Linear layout: w is [n, k]); products\n accumulated in f32. With splits > 1 each k-slice (gridDim.z) writes its\n f32 partial sums to `partials` and linear_reduce_<dtype> adds them in\n slice order and applies the epilogue."]
 #[repr(C)]
-#[derive(Debug, Copy, Clone)]
+#[derive(Debug, Copy, Clone, PartialEq)]
 pub struct LinearParams {
     #[doc = " Device pointer: [m, k] activations, row-major, contiguous."]
     pub x: *const ::core::ffi::c_void,
@@ -320,7 +328,7 @@ const _: () = {
 };
 #[doc = " attention.cu: out = softmax(Q K^T * scale + mask) V per batch row and\n head (Vaswani et al. 2017, eq. 1), f32 softmax. Q, K, V and out are read\n and written in place through strides (element units): head h of row b,\n position p starts at ptr + b * batch_stride + p * pos_stride + h * head_dim,\n so the fused QKV buffer [rows, seq, 3 d_model] and the KV cache\n [rows, cap, d_model] need no copies. Masks: key j of row b is visible iff\n j < min(k_len, key_lengths[b]) and, when causal, j <= k_len - q_len + i\n for query i. A query with no visible key writes 0."]
 #[repr(C)]
-#[derive(Debug, Copy, Clone)]
+#[derive(Debug, Copy, Clone, PartialEq)]
 pub struct AttentionParams {
     #[doc = " Device pointer: queries (head h at column h * head_dim)."]
     pub q: *const ::core::ffi::c_void,
@@ -423,7 +431,7 @@ const _: () = {
 };
 #[doc = " kernels/emu/faults.cu (emulator self-tests only, never built by nvcc):\n deliberately broken kernels that the SIMT emulator must catch."]
 #[repr(C)]
-#[derive(Debug, Copy, Clone)]
+#[derive(Debug, Copy, Clone, PartialEq)]
 pub struct EmuFaultParams {
     #[doc = " Host address (emulator memory): n f32 inputs."]
     pub in_: *const f32,

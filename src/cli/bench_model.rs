@@ -72,6 +72,10 @@ pub struct ModelArgs {
     /// other backends).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
+    /// Replay each decode step as one recorded unit on the CUDA backend
+    /// (as `translate --cuda-graph`); ignored by the CPU backends.
+    #[arg(long, value_enum, default_value_t = crate::cli::Switch::Off)]
+    pub cuda_graph: crate::cli::Switch,
 }
 
 /// One measured configuration.
@@ -288,8 +292,17 @@ fn measure_on<T: transformer_kernels::cuda::DeviceElement>(
     let device = on
         .device
         .ok_or_else(|| Error::invalid("bench", "the CUDA backend needs a device"))?;
-    let model = MarianModel::load(CudaBackend::<T>::new(device.clone()), dir)?;
-    measure(&model, on, dir, sources, a, out)
+    let backend = CudaBackend::<T>::new(device.clone()).with_step_graphs(a.cuda_graph.on());
+    let model = MarianModel::load(backend, dir)?;
+    measure(&model, on, dir, sources, a, out)?;
+    if a.cuda_graph.on() {
+        let s = model.backend().step_stats();
+        println!(
+            "cuda graph: {} decode steps replayed, {} recorded, {} not recordable",
+            s.replayed, s.recorded, s.unrecorded
+        );
+    }
+    Ok(())
 }
 
 /// Times generation and the decode step of `model`, printing each row.

@@ -9,6 +9,22 @@ pub mod malloc;
 pub mod translate;
 pub mod verify;
 
+/// An on / off flag value (`--cuda-graph on`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
+}
+
+impl Switch {
+    /// True for [`Switch::On`].
+    pub fn on(self) -> bool {
+        self == Switch::On
+    }
+}
+
 /// The fast CPU backend with `threads` worker threads (0: every core), and
 /// a note on stderr when more are asked for than the machine has cores
 /// (it works, but slower than as many as the cores).

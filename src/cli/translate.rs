@@ -88,6 +88,12 @@ pub struct Args {
     /// devices).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
+    /// Replay each decode step as one recorded unit on `cuda` / `emu`: a
+    /// CUDA graph on a GPU, the recorded launches on the emulator (see
+    /// `cuda::step_graph`). Off by default until it has run on a GPU;
+    /// ignored by the CPU backends.
+    #[arg(long, value_enum, default_value_t = super::Switch::Off)]
+    pub cuda_graph: super::Switch,
 }
 
 /// Lines translated together per window: sorted by length inside a window
@@ -138,13 +144,31 @@ pub fn run(args: Args) -> Result<()> {
         }
         Target::Reference => run_on(args, &dir, Cpu),
         Target::Device(device, DType::F32) => {
-            run_on(args, &dir, CudaBackend::<f32>::new(device)).map_err(with_hint)
+            let graphs = args.cuda_graph.on();
+            run_on(
+                args,
+                &dir,
+                CudaBackend::<f32>::new(device).with_step_graphs(graphs),
+            )
+            .map_err(with_hint)
         }
         Target::Device(device, DType::F16) => {
-            run_on(args, &dir, CudaBackend::<half::f16>::new(device)).map_err(with_hint)
+            let graphs = args.cuda_graph.on();
+            run_on(
+                args,
+                &dir,
+                CudaBackend::<half::f16>::new(device).with_step_graphs(graphs),
+            )
+            .map_err(with_hint)
         }
         Target::Device(device, DType::BF16) => {
-            run_on(args, &dir, CudaBackend::<half::bf16>::new(device)).map_err(with_hint)
+            let graphs = args.cuda_graph.on();
+            run_on(
+                args,
+                &dir,
+                CudaBackend::<half::bf16>::new(device).with_step_graphs(graphs),
+            )
+            .map_err(with_hint)
         }
     }
 }

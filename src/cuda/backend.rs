@@ -31,8 +31,12 @@
 //! beam reorder gathers each layer's K and V into one spare cache buffer
 //! swapped in (allocated only when the row count changes), copying only
 //! the valid positions; a step with per-row masks also uploads a
-//! `[rows, vocab]` byte mask. A fixed-buffer step (no allocation at all,
-//! capturable as a CUDA graph) is not built yet.
+//! `[rows, vocab]` byte mask.
+//!
+//! With replayable steps on ([`CudaBackend::with_step_graphs`], the CLI's
+//! `--cuda-graph on`), each one-token decode step runs on fixed buffers
+//! with its position in device memory, and is replayed as one unit once
+//! recorded (a CUDA graph on a GPU; see [`super::decode_step`]).
 //!
 //! Run status: executed on the SIMT emulator (`tests/cuda_model.rs`: token
 //! parity with the CPU reference on the fixture models); not run on a GPU.
@@ -42,6 +46,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use super::attention::{self, AttentionDims, AttentionMask, HeadView};
+use super::decode_step::{DecodeSteps, StepStats};
 use super::device::Device;
 use super::embedding;
 use super::gather_rows::{self, ColumnRange, PositionRange};
@@ -60,6 +65,8 @@ use crate::model::backend::{AttnMask, Backend, Cols, TokenMask, TopK};
 /// The model's operations on a CUDA device in storage dtype `T`.
 pub struct CudaBackend<T: DeviceElement> {
     device: Arc<Device>,
+    /// Whether one-token decode steps run as replayable steps.
+    step_graphs: bool,
     scratch: RefCell<Scratch<T>>,
     _dtype: PhantomData<T>,
 }
@@ -73,6 +80,7 @@ impl<T: DeviceElement> Default for Scratch<T> {
             row_map: None,
             ids: None,
             spare: None,
+            steps: DecodeSteps::default(),
         }
     }
 }
@@ -95,6 +103,8 @@ struct Scratch<T: DeviceElement> {
     /// layer's K and V (they share a shape) and a beam step allocates no
     /// cache.
     spare: Option<DeviceTensor<T>>,
+    /// Replayable decode steps: arena, step inputs, recorded steps.
+    steps: DecodeSteps,
 }
 
 impl<T: DeviceElement> std::fmt::Debug for CudaBackend<T> {
@@ -109,9 +119,33 @@ impl<T: DeviceElement> CudaBackend<T> {
     pub fn new(device: Arc<Device>) -> Self {
         CudaBackend {
             device,
+            step_graphs: false,
             scratch: RefCell::new(Scratch::default()),
             _dtype: PhantomData,
         }
+    }
+
+    /// Turns replayable decode steps on or off (off by default): each
+    /// one-token decode step then runs on fixed buffers, its position read
+    /// on the device, and a step whose launches equal a recorded step's is
+    /// replayed as one unit: a CUDA graph on a GPU (compiled, not yet run
+    /// on one), the recorded launches re-issued on the emulator. Outputs
+    /// are the same function (the self-attention then spans the cache's
+    /// capacity with a length mask, which changes how the keys are split,
+    /// so values may differ in the last bits from a step without it).
+    pub fn with_step_graphs(mut self, on: bool) -> Self {
+        self.step_graphs = on;
+        self
+    }
+
+    /// Whether replayable decode steps are on.
+    pub fn step_graphs(&self) -> bool {
+        self.step_graphs
+    }
+
+    /// How the decode steps so far ran (all zero with step graphs off).
+    pub fn step_stats(&self) -> StepStats {
+        self.scratch.borrow().steps.stats
     }
 
     /// The device the backend runs on.
@@ -159,8 +193,11 @@ impl<T: DeviceElement> CudaBackend<T> {
         device: &Arc<Device>,
         rows: &[usize],
     ) -> Result<&'s gather_rows::RowMap> {
-        if scratch.row_map.as_ref().is_none_or(|m| m.rows() != rows) {
-            scratch.row_map = Some(gather_rows::RowMap::new(device, rows)?);
+        match &mut scratch.row_map {
+            Some(m) if m.rows() == rows => {}
+            // Same length (every beam step): rewritten in place.
+            Some(m) if m.rows().len() == rows.len() => m.set(rows)?,
+            slot => *slot = Some(gather_rows::RowMap::new(device, rows)?),
         }
         scratch
             .row_map
@@ -279,12 +316,33 @@ impl<T: DeviceElement> Backend for CudaBackend<T> {
             Some(buf) if buf.numel() == host.len() => buf.copy_from_host(&host)?,
             slot => *slot = Some(DeviceTensor::from_host(&self.device, &host, &[host.len()])?),
         }
+        if let Some(open) = scratch.steps.open {
+            if start != open.position || rows != open.rows || seq != open.t {
+                return Err(Error::invalid(
+                    "embedding",
+                    format!(
+                        "[{rows}, {seq}] at position {start} inside a decode step of [{}, {}] at {}",
+                        open.rows, open.t, open.position
+                    ),
+                ));
+            }
+        }
+        let scratch = &mut *scratch;
+        let mut out = scratch.steps.output(&self.device, &[rows, seq, d])?;
         let ids_dev = scratch
             .ids
             .as_ref()
             .ok_or_else(|| Error::invalid("embedding", "ids buffer vanished"))?;
-        let mut out = DeviceTensor::zeros(&self.device, &[rows, seq, d])?;
-        embedding::embedding_from_device_ids(ids_dev, rows, seq, table, scale, start, &mut out)?;
+        if scratch.steps.open.is_some() {
+            let position = scratch.steps.position()?;
+            embedding::embedding_from_device_ids_at(
+                ids_dev, rows, seq, table, scale, position, &mut out,
+            )?;
+        } else {
+            embedding::embedding_from_device_ids(
+                ids_dev, rows, seq, table, scale, start, &mut out,
+            )?;
+        }
         Ok(out)
     }
 
@@ -315,9 +373,9 @@ impl<T: DeviceElement> Backend for CudaBackend<T> {
         if let Some(last) = shape.last_mut() {
             *last = n;
         }
-        let mut out = DeviceTensor::zeros(&self.device, &shape)?;
         let plan = linear::plan(m, n, k, T::DTYPE, self.device.multiprocessor_count());
         let mut scratch = self.scratch.borrow_mut();
+        let mut out = scratch.steps.output(&self.device, &shape)?;
         linear::linear_into_with(x, w, epilogue, &mut out, plan, &mut scratch.workspace)?;
         Ok(out)
     }
@@ -347,17 +405,40 @@ impl<T: DeviceElement> Backend for CudaBackend<T> {
                 format!("d_model {d} not divisible by heads {heads}"),
             ));
         }
-        let dims = AttentionDims {
+        let mut scratch = self.scratch.borrow_mut();
+        let scratch = &mut *scratch;
+        let mut out = scratch.steps.output(&self.device, &[rows, q_len, d])?;
+        let mut dims = AttentionDims {
             heads,
             head_dim: d / heads,
             k_len,
         };
-        let m = AttentionMask {
+        let mut m = AttentionMask {
             key_lengths: mask.key_lengths,
             causal: mask.causal,
         };
-        let mut out = DeviceTensor::zeros(&self.device, &[rows, q_len, d])?;
-        let mut scratch = self.scratch.borrow_mut();
+        if let (Some(open), true, None) = (scratch.steps.open, mask.causal, mask.key_lengths) {
+            // The self-attention of a replayable step: over the cache's
+            // whole capacity, masked at the step's length read on the
+            // device (one query per row: the causal mask is that mask).
+            let (_, cap, _) = dims3("attention", k.tensor)?;
+            if q_len != 1 || k_len != open.position + 1 {
+                return Err(Error::invalid(
+                    "attention",
+                    format!(
+                        "causal attention of {q_len} queries over {k_len} keys inside a decode \
+                         step at position {} (expected 1 query over {} keys)",
+                        open.position,
+                        open.position + 1
+                    ),
+                ));
+            }
+            dims.k_len = cap;
+            m = AttentionMask {
+                key_lengths: Some(scratch.steps.self_lengths()?),
+                causal: false,
+            };
+        }
         // The views are read in place: head h of q at column q.column + h·head_dim.
         attention::attention_into(
             HeadView::at(q.tensor, q.column),
@@ -381,7 +462,13 @@ impl<T: DeviceElement> Backend for CudaBackend<T> {
         beta: &DeviceTensor<T>,
         eps: f32,
     ) -> Result<DeviceTensor<T>> {
-        layer_norm::layer_norm(x, residual, gamma, beta, eps)
+        let mut out = self
+            .scratch
+            .borrow_mut()
+            .steps
+            .output(&self.device, x.shape())?;
+        layer_norm::layer_norm_into(x, residual, gamma, beta, eps, &mut out)?;
+        Ok(out)
     }
 
     fn log_softmax_topk(
@@ -470,21 +557,34 @@ impl<T: DeviceElement> Backend for CudaBackend<T> {
                 format!("width {}", new.width),
             ));
         }
-        gather_rows::gather_columns_into(
-            new.tensor,
-            None,
-            PositionRange {
-                src_at: 0,
-                dst_at: at,
-                len: t,
-            },
-            ColumnRange {
-                src: new.column,
-                dst: 0,
-                width,
-            },
-            cache,
-        )
+        let range = PositionRange {
+            src_at: 0,
+            dst_at: at,
+            len: t,
+        };
+        let cols = ColumnRange {
+            src: new.column,
+            dst: 0,
+            width,
+        };
+        let scratch = self.scratch.borrow();
+        match scratch.steps.open {
+            Some(open) => {
+                if at != open.position {
+                    return Err(Error::invalid(
+                        "kv_write",
+                        format!(
+                            "position {at} inside a decode step at position {}",
+                            open.position
+                        ),
+                    ));
+                }
+                // The position is read on the device (fixed launch).
+                let position = scratch.steps.position()?;
+                gather_rows::gather_columns_into_at(new.tensor, range, cols, position, cache)
+            }
+            None => gather_rows::gather_columns_into(new.tensor, None, range, cols, cache),
+        }
     }
 
     fn kv_gather(
@@ -501,7 +601,9 @@ impl<T: DeviceElement> Backend for CudaBackend<T> {
 
     /// Gathers into the spare buffer (allocated only when the shape
     /// changes: the first reorder, or when sentences are dropped) and swaps
-    /// it with `cache`; only the `len` valid positions are copied.
+    /// it with `cache`; only the `len` valid positions are copied. With
+    /// step graphs on and the row count kept, the positions are copied
+    /// back instead of swapping, so the cache keeps its buffers.
     fn kv_reorder(&self, cache: &mut DeviceTensor<T>, rows: &[usize], len: usize) -> Result<()> {
         let (_, cap, width) = dims3("kv_reorder", cache)?;
         let mut scratch = self.scratch.borrow_mut();
@@ -513,8 +615,43 @@ impl<T: DeviceElement> Backend for CudaBackend<T> {
         };
         let map = Self::row_map(scratch, &self.device, rows)?;
         gather_rows::gather_rows_map_into(cache, map, len, &mut spare)?;
-        std::mem::swap(cache, &mut spare);
+        if self.step_graphs && rows.len() == self.shape(cache)[0] {
+            // Replayable steps name the cache's buffers: keep them, and
+            // copy the valid positions back (a second copy, the price of a
+            // step that replays every time; swapping would rotate each
+            // layer's K and V through the spare, a new buffer set per step).
+            let range = PositionRange {
+                src_at: 0,
+                dst_at: 0,
+                len,
+            };
+            gather_rows::gather_rows_into(&spare, None, range, cache)?;
+        } else {
+            std::mem::swap(cache, &mut spare);
+        }
         scratch.spare = Some(spare);
         Ok(())
+    }
+
+    /// With step graphs on, opens a replayable step (one token per row;
+    /// see [`super::decode_step`]); else nothing.
+    fn begin_decode_step(&self, rows: usize, t: usize, position: usize) -> Result<()> {
+        if !self.step_graphs {
+            return Ok(());
+        }
+        self.scratch
+            .borrow_mut()
+            .steps
+            .begin(&self.device, rows, t, position)
+    }
+
+    fn end_decode_step(&self) -> Result<()> {
+        self.scratch.borrow_mut().steps.end(&self.device)
+    }
+
+    fn abort_decode_step(&self) {
+        if let Ok(mut s) = self.scratch.try_borrow_mut() {
+            s.steps.abort(&self.device);
+        }
     }
 }

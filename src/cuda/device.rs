@@ -1,10 +1,11 @@
 //! A device: one runtime (a GPU today; the SIMT emulator next) behind the
 //! launch seam of [`super::runtime`], shared by every tensor allocated on it.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::runtime::gpu::GpuRuntime;
 use super::runtime::{Allocation, KernelRef, LaunchParams, LaunchShape, Runtime, RuntimeKind};
+use super::step_graph::{StepEnd, StepGraph, StepState};
 use crate::Result;
 
 pub use super::runtime::gpu::{device_count, driver_available};
@@ -19,6 +20,10 @@ pub struct Device {
     /// Process-unique number, so that two devices of the same kind are
     /// told apart in messages.
     id: u64,
+    /// The replayable step in progress, if any (see [`super::step_graph`]).
+    step: Mutex<Option<StepState>>,
+    /// Allocations made (a counter for tests: a steady decode loop makes none).
+    allocations: std::sync::atomic::AtomicU64,
 }
 
 static NEXT_DEVICE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -73,6 +78,8 @@ impl Device {
         Arc::new(Device {
             runtime,
             id: NEXT_DEVICE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            step: Mutex::new(None),
+            allocations: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -121,24 +128,94 @@ impl Device {
             .map(GpuRuntime::stream)
     }
 
+    /// Device allocations made so far through this device (tensors,
+    /// workspaces, caches): a steady decode loop makes none.
+    pub fn allocation_count(&self) -> u64 {
+        self.allocations.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The step state, locked.
+    fn step_state(&self) -> Result<MutexGuard<'_, Option<StepState>>> {
+        self.step
+            .lock()
+            .map_err(|_| crate::Error::invalid("step", "step state poisoned by an earlier panic"))
+    }
+
+    /// Starts a replayable step (see [`super::step_graph`]): until
+    /// [`Device::end_step`], launches are compared with the `candidates`'
+    /// and deferred, or issued and logged.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidArgument`] when a step is already open.
+    pub fn begin_step(&self, candidates: Vec<Arc<StepGraph>>) -> Result<()> {
+        let mut step = self.step_state()?;
+        if step.is_some() {
+            return Err(crate::Error::invalid("step", "a step is already open"));
+        }
+        *step = Some(StepState::new(candidates));
+        Ok(())
+    }
+
+    /// Ends the step: replays the candidate that matched every launch, or
+    /// returns the step's launches as a new graph.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidArgument`] without an open step; a launch error.
+    pub fn end_step(&self) -> Result<StepEnd> {
+        let state = self
+            .step_state()?
+            .take()
+            .ok_or_else(|| crate::Error::invalid("step", "no step is open"))?;
+        state.finish(&*self.runtime)
+    }
+
+    /// Abandons the open step (after an error inside it): launches deferred
+    /// so far are dropped, not issued. Does nothing without a step.
+    pub fn abort_step(&self) {
+        if let Ok(mut step) = self.step.lock() {
+            *step = None;
+        }
+    }
+
+    /// True between [`Device::begin_step`] and its end.
+    pub fn in_step(&self) -> bool {
+        self.step.lock().map(|s| s.is_some()).unwrap_or(false)
+    }
+
     pub(crate) fn alloc_zeroed(&self, bytes: usize) -> Result<Allocation> {
+        if let Some(step) = self.step_state()?.as_mut() {
+            step.alloc(&*self.runtime)?;
+        }
+        self.allocations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.runtime.alloc_zeroed(bytes)
+    }
+
+    /// Lets an open step see a copy (see [`StepState::copy`]).
+    fn step_copy(&self) -> Result<()> {
+        if let Some(step) = self.step_state()?.as_mut() {
+            step.copy(&*self.runtime)?;
+        }
+        Ok(())
     }
 
     /// See [`Runtime::copy_htod`].
     pub(crate) unsafe fn copy_htod(&self, dst: u64, src: &[u8]) -> Result<()> {
+        self.step_copy()?;
         // SAFETY: forwarded; the caller upholds the runtime's contract.
         unsafe { self.runtime.copy_htod(dst, src) }
     }
 
     /// See [`Runtime::copy_dtoh`].
     pub(crate) unsafe fn copy_dtoh(&self, dst: &mut [u8], src: u64) -> Result<()> {
+        self.step_copy()?;
         // SAFETY: forwarded; the caller upholds the runtime's contract.
         unsafe { self.runtime.copy_dtoh(dst, src) }
     }
 
     /// See [`Runtime::copy_dtod`].
     pub(crate) unsafe fn copy_dtod(&self, dst: u64, src: u64, bytes: usize) -> Result<()> {
+        self.step_copy()?;
         // SAFETY: forwarded; the caller upholds the runtime's contract.
         unsafe { self.runtime.copy_dtod(dst, src, bytes) }
     }
@@ -154,6 +231,9 @@ impl Device {
         shape: LaunchShape,
         params: &P,
     ) -> Result<()> {
+        if let Some(step) = self.step_state()?.as_mut() {
+            return step.launch(&*self.runtime, kernel, shape, params);
+        }
         let ptr = (params as *const P).cast::<core::ffi::c_void>();
         // SAFETY: `P: LaunchParams` is the kernel's `#[repr(C)]` parameter
         // struct, readable at `ptr` for `size_of::<P>()` bytes while

@@ -20,6 +20,7 @@ use super::device::Device;
 use super::numerics::Tolerance;
 use super::params::EmbeddingParams;
 use super::runtime::{KernelRef, LaunchParams, LaunchShape};
+use super::step_position::StepPosition;
 use super::tensor::{DeviceElement, DeviceTensor};
 use crate::error::fmt_shape;
 use crate::{DType, Error, Result};
@@ -187,6 +188,41 @@ pub fn embedding_from_device_ids<T: DeviceElement>(
     position_offset: usize,
     out: &mut DeviceTensor<T>,
 ) -> Result<()> {
+    embed_device_ids(ids, batch, seq, table, scale, position_offset, None, out)
+}
+
+/// [`embedding_from_device_ids`] with the position of the first token read
+/// from `position` when the kernel runs (a replayable decode step, whose
+/// launch parameters must not change from step to step).
+///
+/// # Errors
+/// As [`embedding_from_device_ids`]; [`Error::InvalidArgument`] when
+/// `position` is on another device.
+pub fn embedding_from_device_ids_at<T: DeviceElement>(
+    ids: &DeviceTensor<i32>,
+    batch: usize,
+    seq: usize,
+    table: &DeviceTensor<T>,
+    scale: f32,
+    position: &StepPosition,
+    out: &mut DeviceTensor<T>,
+) -> Result<()> {
+    same_device("embedding", "position", table.device(), position.tensor())?;
+    embed_device_ids(ids, batch, seq, table, scale, 0, Some(position), out)
+}
+
+/// The checks and the launch of both entry points above.
+#[allow(clippy::too_many_arguments)] // the op's parameters plus the position source
+fn embed_device_ids<T: DeviceElement>(
+    ids: &DeviceTensor<i32>,
+    batch: usize,
+    seq: usize,
+    table: &DeviceTensor<T>,
+    scale: f32,
+    position_offset: usize,
+    position: Option<&StepPosition>,
+    out: &mut DeviceTensor<T>,
+) -> Result<()> {
     const OP: &str = "embedding";
     let device = table.device().clone();
     let (vocab, d_model) = table_dims(OP, table)?;
@@ -213,6 +249,8 @@ pub fn embedding_from_device_ids<T: DeviceElement>(
         d_model: i64_of(OP, "d_model", d_model)?,
         vocab: i64_of(OP, "vocab", vocab)?,
         position_offset: i64_of(OP, "position_offset", position_offset)?,
+        position_device: position
+            .map_or(core::ptr::null(), |p| p.tensor().device_ptr() as *const i32),
         scale,
     };
     // SAFETY: `ids` holds at least `tokens` int32 values on this device
@@ -235,7 +273,8 @@ pub fn embedding_from_device_ids<T: DeviceElement>(
 /// `p.vocab * p.d_model` and `p.out` to `p.tokens * p.d_model` elements of
 /// `dtype` in `device`'s context, `p.out` not overlapping the inputs, all
 /// valid until the stream has run the kernel. Ids outside `[0, vocab)` are
-/// not read out of bounds: they produce a row of NaN.
+/// not read out of bounds: they produce a row of NaN. `p.position_device`,
+/// unless null, points to one int32 `>= 0` (read when the kernel runs).
 pub unsafe fn launch(device: &Device, dtype: DType, p: EmbeddingParams) -> Result<()> {
     const OP: &str = "embedding";
     let tokens = usize::try_from(p.tokens)

@@ -17,6 +17,7 @@ use super::check::{grid_for, i64_of, same_device};
 use super::device::Device;
 use super::params::GatherRowsParams;
 use super::runtime::{KernelRef, LaunchParams, LaunchShape};
+use super::step_position::StepPosition;
 use super::tensor::{DeviceElement, DeviceTensor};
 use crate::error::fmt_shape;
 use crate::{Error, Result};
@@ -132,6 +133,15 @@ pub fn gather_rows_into<T: DeviceElement>(
     gather_columns_into(src, src_rows, range, cols, dst)
 }
 
+/// `rows` as int32 device indices.
+fn int32_rows(rows: &[usize]) -> Result<Vec<i32>> {
+    rows.iter()
+        .map(|&r| {
+            i32::try_from(r).map_err(|_| Error::invalid(OP, format!("row {r} does not fit int32")))
+        })
+        .collect()
+}
+
 /// A row map on the device with its host copy: upload once, use for every
 /// tensor reordered the same way (beam search reorders 2 × layers KV-cache
 /// tensors per step with one map).
@@ -148,17 +158,31 @@ impl RowMap {
     /// [`Error::InvalidArgument`] for an index past `int32`; [`Error::Cuda`]
     /// on allocation or copy failure.
     pub fn new(device: &std::sync::Arc<super::device::Device>, rows: &[usize]) -> Result<Self> {
-        let m: Vec<i32> = rows
-            .iter()
-            .map(|&r| {
-                i32::try_from(r)
-                    .map_err(|_| Error::invalid(OP, format!("row {r} does not fit int32")))
-            })
-            .collect::<Result<_>>()?;
+        let m = int32_rows(rows)?;
         Ok(RowMap {
             host: rows.to_vec(),
             device: DeviceTensor::from_host(device, &m, &[m.len()])?,
         })
+    }
+
+    /// Replaces the map by `rows`, of the same length, without allocating
+    /// (the upload is queued after the work that read the old map).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] for another length; [`Error::InvalidArgument`] for
+    /// an index past `int32`; [`Error::Cuda`] on copy failure.
+    pub fn set(&mut self, rows: &[usize]) -> Result<()> {
+        if rows.len() != self.host.len() {
+            return Err(Error::shape(
+                OP,
+                format!("row map [{}]", self.host.len()),
+                format!("[{}]", rows.len()),
+            ));
+        }
+        self.device.copy_from_host(&int32_rows(rows)?)?;
+        self.host.clear();
+        self.host.extend_from_slice(rows);
+        Ok(())
     }
 
     /// The source row of each destination row.
@@ -202,8 +226,7 @@ pub fn gather_columns_into<T: DeviceElement>(
     gather(src, src_rows.map(|r| (r, None)), range, cols, dst)
 }
 
-/// The checks and the launch: `map` is the host row map and, when it is
-/// already on the device, its device copy (else it is uploaded here).
+/// [`gather_at`] at the host's `range.dst_at`.
 fn gather<T: DeviceElement>(
     src: &DeviceTensor<T>,
     map: Option<(&[usize], Option<&DeviceTensor<i32>>)>,
@@ -211,6 +234,43 @@ fn gather<T: DeviceElement>(
     cols: ColumnRange,
     dst: &mut DeviceTensor<T>,
 ) -> Result<()> {
+    gather_at(src, map, range, cols, None, dst)
+}
+
+/// [`gather_columns_into`] (no row map) writing at the destination position
+/// `dst_at` read from the device when the kernel runs: the KV-cache write
+/// of a replayable decode step, whose launch parameters must not change
+/// from step to step. `dst_at` holds, on the host, the value the kernel
+/// will read; `range.dst_at` is ignored.
+///
+/// # Errors
+/// As [`gather_columns_into`], the bounds checked at `dst_at.get()`;
+/// [`Error::InvalidArgument`] when `dst_at` is on another device.
+pub fn gather_columns_into_at<T: DeviceElement>(
+    src: &DeviceTensor<T>,
+    range: PositionRange,
+    cols: ColumnRange,
+    dst_at: &StepPosition,
+    dst: &mut DeviceTensor<T>,
+) -> Result<()> {
+    same_device(OP, "dst position", src.device(), dst_at.tensor())?;
+    gather_at(src, None, range, cols, Some(dst_at), dst)
+}
+
+/// The checks and the launch: `map` is the host row map and, when it is
+/// already on the device, its device copy (else it is uploaded here);
+/// `dst_at_device`, when given, replaces `range.dst_at` by its device value.
+fn gather_at<T: DeviceElement>(
+    src: &DeviceTensor<T>,
+    map: Option<(&[usize], Option<&DeviceTensor<i32>>)>,
+    mut range: PositionRange,
+    cols: ColumnRange,
+    dst_at_device: Option<&StepPosition>,
+    dst: &mut DeviceTensor<T>,
+) -> Result<()> {
+    if let Some(p) = dst_at_device {
+        range.dst_at = p.get();
+    }
     let src_rows = map.map(|(h, _)| h);
     let on_device = map.and_then(|(_, d)| d);
     let device = src.device().clone();
@@ -289,7 +349,9 @@ fn gather<T: DeviceElement>(
     // Byte offsets and extents; none overflows: each is within a live
     // allocation of the tensor it describes.
     let src_ptr = src.device_ptr() + ((src_at * s_width + cols.src) * elem) as u64;
-    let dst_ptr = dst.device_ptr_mut() + ((dst_at * d_width + cols.dst) * elem) as u64;
+    // With a device position the kernel adds it (times the position stride).
+    let host_at = if dst_at_device.is_some() { 0 } else { dst_at };
+    let dst_ptr = dst.device_ptr_mut() + ((host_at * d_width + cols.dst) * elem) as u64;
     let (src_pos, dst_pos) = (s_width * elem, d_width * elem);
     let (src_row, dst_row) = (s_pos * src_pos, d_pos * dst_pos);
     // Whole-width copies: a row's positions are one contiguous run.
@@ -318,6 +380,8 @@ fn gather<T: DeviceElement>(
         src_pos_stride: i64_of(OP, "src position stride", src_pos / unit)?,
         dst_row_stride: i64_of(OP, "dst row stride", dst_row / unit)?,
         dst_pos_stride: i64_of(OP, "dst position stride", dst_pos / unit)?,
+        dst_pos_device: dst_at_device
+            .map_or(core::ptr::null(), |p| p.tensor().device_ptr() as *const i32),
     };
     // SAFETY: the ranges were checked against both shapes: every source row
     // index is < src rows, positions src_at + len <= src positions and
@@ -350,7 +414,9 @@ fn unit_for(values: &[usize]) -> usize {
 /// `s * p.src_row_stride + q * p.src_pos_stride` of `p.src` are readable
 /// and those at `r * p.dst_row_stride + q * p.dst_pos_stride` of `p.dst`
 /// writable, all aligned to `unit_bytes`;
-/// `p.src_rows` (unless null) holds `p.rows` int32 values; the destination
+/// `p.src_rows` (unless null) holds `p.rows` int32 values;
+/// `p.dst_pos_device` (unless null) points to one int32 `n >= 0`, and the
+/// destination positions above are then counted from `n`; the destination
 /// does not overlap the source; all stay valid until the stream has run the
 /// kernel.
 pub unsafe fn launch(device: &Device, unit_bytes: usize, p: GatherRowsParams) -> Result<()> {

@@ -47,6 +47,7 @@ pub mod backend;
 pub mod bias_activation;
 pub(crate) mod check;
 pub mod convert;
+pub mod decode_step;
 pub mod device;
 pub mod embedding;
 pub mod gather_rows;
@@ -57,6 +58,8 @@ pub mod logits;
 pub mod numerics;
 pub mod params;
 pub mod runtime;
+pub mod step_graph;
+pub mod step_position;
 pub mod tensor;
 pub mod workspace;
 

@@ -88,6 +88,49 @@ impl<T: DevicePod> DeviceTensor<T> {
         })
     }
 
+    /// Bytes of a tensor of `shape` (at least one element's).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when the size overflows `usize`.
+    pub(crate) fn bytes_for(shape: &[usize]) -> Result<usize> {
+        let n = numel_of("DeviceTensor", shape)?;
+        n.checked_mul(std::mem::size_of::<T>())
+            .map(|b| b.max(std::mem::size_of::<T>()))
+            .ok_or_else(|| {
+                Error::invalid(
+                    "DeviceTensor",
+                    format!("{n} elements of {} overflow usize bytes", T::NAME),
+                )
+            })
+    }
+
+    /// A tensor of `shape` over the first bytes of `slot` (shared: the
+    /// slot stays allocated while either lives). Its contents are whatever
+    /// the slot holds (not zeroed).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when the slot is smaller than the shape.
+    pub(crate) fn in_slot(
+        device: &Arc<Device>,
+        slot: &Arc<Allocation>,
+        shape: &[usize],
+    ) -> Result<Self> {
+        let bytes = Self::bytes_for(shape)?;
+        let data = Allocation::prefix(slot, bytes).ok_or_else(|| {
+            Error::shape(
+                "DeviceTensor::in_slot",
+                format!("a slot of at least {bytes} bytes"),
+                format!("{} bytes", slot.bytes()),
+            )
+        })?;
+        Ok(Self {
+            data,
+            shape: shape.to_vec(),
+            device: device.clone(),
+            _elem: std::marker::PhantomData,
+        })
+    }
+
     /// Copies `host` (row-major, `product(shape)` elements) to the device.
     ///
     /// # Errors

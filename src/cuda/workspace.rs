@@ -26,8 +26,10 @@ impl Workspace {
     }
 
     /// At least `elements` f32 on `device`: the current buffer when it is
-    /// large enough and on that device, else a new one (the old one freed
-    /// first).
+    /// large enough and on that device, else a new one (allocated before
+    /// the old one is freed: inside a replayable step the allocation issues
+    /// the deferred launches, which may still name the old buffer; see
+    /// [`super::step_graph`]).
     ///
     /// # Errors
     /// [`Error::Cuda`] when the allocation fails (out of device memory).
@@ -37,7 +39,6 @@ impl Workspace {
             .as_ref()
             .is_some_and(|b| b.numel() >= elements && Arc::ptr_eq(b.device(), device));
         if !fits {
-            self.buf = None;
             self.buf = Some(DeviceTensor::zeros(device, &[elements.max(1)])?);
         }
         self.buf

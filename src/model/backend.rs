@@ -368,6 +368,34 @@ pub trait Backend {
         cap: usize,
     ) -> Result<Self::Tensor>;
 
+    /// Opens one decode step: `rows` rows, `t` new tokens each at positions
+    /// `position .. position + t`. The model calls it after the KV cache
+    /// has room for the step and before the step's first operation, then
+    /// [`Backend::end_decode_step`] after its last (the logits projection),
+    /// or [`Backend::abort_decode_step`] when an operation failed. Between
+    /// them a device backend may run the step on fixed buffers and replay it
+    /// as one unit (the CUDA backend's step graphs); tensors the step
+    /// returned stay valid until the next step opens. The default does
+    /// nothing.
+    ///
+    /// Errors: a step already open; a device backend's copy error.
+    fn begin_decode_step(&self, rows: usize, t: usize, position: usize) -> Result<()> {
+        let _ = (rows, t, position);
+        Ok(())
+    }
+
+    /// Closes the step opened by [`Backend::begin_decode_step`] (its work is
+    /// queued by the time this returns). The default does nothing.
+    ///
+    /// Errors: a device backend's launch error.
+    fn end_decode_step(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Abandons the step opened by [`Backend::begin_decode_step`] after an
+    /// error inside it. The default does nothing.
+    fn abort_decode_step(&self) {}
+
     /// Replaces `cache` (`[n, cap, width]`) by its rows `rows`, in that
     /// order, keeping the capacity: afterwards row `r` holds positions
     /// `0..len` of the old row `rows[r]`; positions `>= len` hold

@@ -131,6 +131,31 @@ impl<B: Backend> MarianModel<B> {
             ));
         }
         state.cache.reserve(b, t)?;
+        b.begin_decode_step(rows, t, start)?;
+        match self.decode_step_ops(state, ids, t, start) {
+            Ok(logits) => {
+                b.end_decode_step()?;
+                Ok(logits)
+            }
+            Err(e) => {
+                b.abort_decode_step();
+                Err(e)
+            }
+        }
+    }
+
+    /// The operations of [`MarianModel::decode_step`], between the
+    /// backend's `begin_decode_step` and `end_decode_step`.
+    fn decode_step_ops(
+        &self,
+        state: &mut DecoderState<B>,
+        ids: &[u32],
+        t: usize,
+        start: usize,
+    ) -> Result<B::Tensor> {
+        let cfg = &self.config;
+        let b = &self.backend;
+        let rows = state.rows();
         let heads = cfg.decoder_attention_heads;
         let mut h = b.embedding(
             ids,

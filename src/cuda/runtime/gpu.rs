@@ -121,6 +121,75 @@ impl GpuRuntime {
     }
 }
 
+impl GpuRuntime {
+    /// The function for `kernel`, opted in to `shape`'s dynamic shared
+    /// memory when that is above the default 48 KiB.
+    fn prepared(&self, kernel: KernelRef, shape: LaunchShape) -> Result<CudaFunction> {
+        let func = self.function(kernel)?;
+        if shape.shared_mem_bytes > DEFAULT_MAX_DYNAMIC_SHARED {
+            // Above 48 KiB a kernel must opt in (CUDA Programming Guide,
+            // "Shared Memory": cudaFuncSetAttribute with
+            // MaxDynamicSharedMemorySize); setting it again is harmless.
+            let bytes = i32::try_from(shape.shared_mem_bytes).unwrap_or(i32::MAX);
+            func.set_attribute(
+                cudarc::driver::sys::CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                bytes,
+            )
+            .map_err(driver("set the kernel's dynamic shared memory size"))?;
+        }
+        Ok(func)
+    }
+}
+
+/// A CUDA graph built node by node from recorded launches (driver API:
+/// `cuGraphCreate`, `cuGraphAddKernelNode`, `cuGraphInstantiateWithFlags`;
+/// CUDA Programming Guide, "CUDA Graphs", creation through the graph API)
+/// and launched with `cuGraphLaunch` on the runtime's stream. Compiled,
+/// not yet run on a GPU.
+struct GpuGraph {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    graph: cudarc::driver::sys::CUgraph,
+    exec: cudarc::driver::sys::CUgraphExec,
+}
+
+// SAFETY: the handles are plain driver handles; the driver API is
+// thread-safe, and every launch goes to the runtime's one stream.
+unsafe impl Send for GpuGraph {}
+// SAFETY: as for Send; `launch` takes `&self` and only queues work.
+unsafe impl Sync for GpuGraph {}
+
+impl super::LaunchGraph for GpuGraph {
+    fn launch(&self) -> Result<()> {
+        use cudarc::driver::sys;
+        self.ctx.bind_to_thread().map_err(driver("bind context"))?;
+        // SAFETY: `exec` is a live executable graph of this context; the
+        // stream belongs to the same context.
+        unsafe { sys::cuGraphLaunch(self.exec, self.stream.cu_stream()) }
+            .result()
+            .map_err(driver("cuGraphLaunch"))
+    }
+}
+
+impl Drop for GpuGraph {
+    fn drop(&mut self) {
+        use cudarc::driver::sys;
+        let _ = self.ctx.bind_to_thread();
+        // SAFETY: both handles were created by `instantiate_graph` and are
+        // destroyed once, here; a launch queued earlier keeps its own
+        // reference in the driver (cuGraphExecDestroy may be called while
+        // a launch is pending).
+        unsafe {
+            if !self.exec.is_null() {
+                let _ = sys::cuGraphExecDestroy(self.exec);
+            }
+            if !self.graph.is_null() {
+                let _ = sys::cuGraphDestroy(self.graph);
+            }
+        }
+    }
+}
+
 /// Dynamic shared memory a kernel may use without opting in, bytes.
 const DEFAULT_MAX_DYNAMIC_SHARED: u32 = 48 * 1024;
 
@@ -205,18 +274,7 @@ impl Runtime for GpuRuntime {
         _params_size: usize,
         _call: super::Trampoline,
     ) -> Result<()> {
-        let func = self.function(kernel)?;
-        if shape.shared_mem_bytes > DEFAULT_MAX_DYNAMIC_SHARED {
-            // Above 48 KiB a kernel must opt in (CUDA Programming Guide,
-            // "Shared Memory": cudaFuncSetAttribute with
-            // MaxDynamicSharedMemorySize); setting it again is harmless.
-            let bytes = i32::try_from(shape.shared_mem_bytes).unwrap_or(i32::MAX);
-            func.set_attribute(
-                cudarc::driver::sys::CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                bytes,
-            )
-            .map_err(driver("set the kernel's dynamic shared memory size"))?;
-        }
+        let func = self.prepared(kernel, shape)?;
         let mut args = [params.cast_mut()];
         // SAFETY: `params` points to the kernel's one by-value parameter (a
         // params.h struct; the driver copies as many bytes as the kernel
@@ -234,6 +292,59 @@ impl Runtime for GpuRuntime {
             )
         }
         .map_err(driver("launch kernel"))
+    }
+
+    unsafe fn instantiate_graph(
+        &self,
+        nodes: &[super::GraphNode],
+    ) -> Result<Option<Box<dyn super::LaunchGraph>>> {
+        use cudarc::driver::sys;
+        self.ctx.bind_to_thread().map_err(driver("bind context"))?;
+        let mut g = GpuGraph {
+            ctx: self.ctx.clone(),
+            stream: self.stream.clone(),
+            graph: std::ptr::null_mut(),
+            exec: std::ptr::null_mut(),
+        };
+        // SAFETY: out-pointer to a graph handle; owned (and destroyed) by `g`.
+        unsafe { sys::cuGraphCreate(&mut g.graph, 0) }
+            .result()
+            .map_err(driver("cuGraphCreate"))?;
+        let mut prev: Option<sys::CUgraphNode> = None;
+        for node in nodes {
+            let func = self.prepared(node.kernel, node.shape)?;
+            let mut args = [node.params.cast_mut()];
+            let p = sys::CUDA_KERNEL_NODE_PARAMS {
+                func: func.cu_function(),
+                gridDimX: node.shape.grid.0,
+                gridDimY: node.shape.grid.1,
+                gridDimZ: node.shape.grid.2,
+                blockDimX: node.shape.block.0,
+                blockDimY: node.shape.block.1,
+                blockDimZ: node.shape.block.2,
+                sharedMemBytes: node.shape.shared_mem_bytes,
+                kernelParams: args.as_mut_ptr(),
+                extra: std::ptr::null_mut(),
+                kern: std::ptr::null_mut(),
+                ctx: std::ptr::null_mut(),
+            };
+            let deps: &[sys::CUgraphNode] = prev.as_slice();
+            let mut added: sys::CUgraphNode = std::ptr::null_mut();
+            // SAFETY: the driver copies the node's parameters (the params
+            // struct's bytes, which the caller keeps readable during this
+            // call) when the node is added; `deps` are nodes of this graph.
+            unsafe {
+                sys::cuGraphAddKernelNode_v2(&mut added, g.graph, deps.as_ptr(), deps.len(), &p)
+            }
+            .result()
+            .map_err(driver("cuGraphAddKernelNode"))?;
+            prev = Some(added);
+        }
+        // SAFETY: out-pointer to an executable graph; owned by `g`.
+        unsafe { sys::cuGraphInstantiateWithFlags(&mut g.exec, g.graph, 0) }
+            .result()
+            .map_err(driver("cuGraphInstantiate"))?;
+        Ok(Some(Box::new(g)))
     }
 
     fn synchronize(&self) -> Result<()> {

@@ -85,7 +85,9 @@ pub(crate) unsafe extern "C" fn trampoline<P: LaunchParams>(
 /// Implementors must be `#[repr(C)]` plain data whose bytes are exactly the
 /// C struct the kernel declares as its one parameter (bindgen checks the
 /// layout); the runtime passes `size_of::<Self>()` bytes at its address.
-pub unsafe trait LaunchParams: Copy + 'static {}
+/// `PartialEq` (field by field, derived by bindgen) tells a replayable
+/// step's launches apart ([`super::step_graph`]).
+pub unsafe trait LaunchParams: Copy + PartialEq + 'static {}
 
 /// A device allocation: its address, its size, and whatever keeps it alive
 /// (dropping the owner frees it, ordered on the runtime's stream).
@@ -105,6 +107,14 @@ impl Allocation {
         }
     }
 
+    /// The first `bytes` (at least 1) of a shared allocation, kept alive by
+    /// a clone of it (a step arena's slot handed out as a tensor); `None`
+    /// when `bytes` is larger than the allocation.
+    pub(crate) fn prefix(of: &std::sync::Arc<Allocation>, bytes: usize) -> Option<Allocation> {
+        let bytes = bytes.max(1);
+        (bytes <= of.bytes).then(|| Allocation::new(of.ptr, bytes, Box::new(of.clone())))
+    }
+
     /// The device address of the first byte.
     pub fn ptr(&self) -> u64 {
         self.ptr
@@ -114,6 +124,30 @@ impl Allocation {
     pub fn bytes(&self) -> usize {
         self.bytes
     }
+}
+
+/// One node of a graph for [`Runtime::instantiate_graph`]: a kernel launch
+/// as [`Runtime::launch`] takes it.
+#[derive(Clone, Copy, Debug)]
+pub struct GraphNode {
+    /// The kernel.
+    pub kernel: KernelRef,
+    /// Grid, block and dynamic shared memory.
+    pub shape: LaunchShape,
+    /// The kernel's one params struct (read while the graph is built).
+    pub params: *const c_void,
+    /// Its size in bytes.
+    pub params_size: usize,
+}
+
+/// An executable graph: a fixed sequence of launches issued as one unit on
+/// the runtime's stream (a CUDA graph on a GPU).
+pub trait LaunchGraph: Send + Sync {
+    /// Queues the whole graph on the runtime's stream.
+    ///
+    /// # Errors
+    /// A launch error from the runtime.
+    fn launch(&self) -> Result<()>;
 }
 
 /// Which kind of machine a runtime executes kernels on.
@@ -195,6 +229,27 @@ pub trait Runtime: Send + Sync {
         params_size: usize,
         call: Trampoline,
     ) -> Result<()>;
+
+    /// Builds an executable graph of `nodes`, each depending on the one
+    /// before (stream order), for replay with [`LaunchGraph::launch`].
+    /// `Ok(None)`: this runtime has no graphs, and the caller re-issues the
+    /// launches one by one (the emulator; the default).
+    ///
+    /// # Errors
+    /// A load or graph-building error from the runtime.
+    ///
+    /// # Safety
+    /// As [`Runtime::launch`] for every node, for as long as the graph
+    /// lives and may be launched: the addresses inside each node's params
+    /// stay valid, and each node's params point to `params_size` readable
+    /// bytes during this call.
+    unsafe fn instantiate_graph(
+        &self,
+        nodes: &[GraphNode],
+    ) -> Result<Option<Box<dyn LaunchGraph>>> {
+        let _ = nodes;
+        Ok(None)
+    }
 
     /// Blocks until all queued work has finished; reports asynchronous errors.
     fn synchronize(&self) -> Result<()>;

@@ -1,0 +1,349 @@
+//! Replayable steps: the kernel launches of one decode step, recorded once
+//! and replayed as one unit (a CUDA graph on a GPU; the same launch list
+//! re-issued by the emulator).
+//!
+//! A step is bracketed by [`Device::begin_step`](super::Device::begin_step)
+//! and [`Device::end_step`](super::Device::end_step). The op wrappers run
+//! as always; the device sees their launches:
+//!
+//! - **Matching** (the step has candidate graphs recorded before): each
+//!   launch is compared, kernel, grid and every field of its params struct,
+//!   with the next launch of each candidate, and is *not* issued. At the
+//!   end, a candidate that matched every launch, and has no more, is
+//!   launched as one unit. The replay therefore runs exactly the launches
+//!   the step would have issued one by one: a step whose launches differ in
+//!   anything (a pointer, a size, a position passed by value) does not
+//!   replay.
+//! - **Eager**: when no candidate matches (or there is none), the launches
+//!   matched so far are issued from the candidate's copies, the rest of the
+//!   step is issued as it comes, and the step's launch list becomes a new
+//!   graph.
+//!
+//! What a replayed step needs of its caller: everything that changes from
+//! step to step lives in device memory written *before* the step's first
+//! launch (token ids, the step's position, key lengths), and every buffer a
+//! launch references outlives the step (the backend's step arena). A copy
+//! between launches, or an allocation, while matching issues the deferred
+//! launches first and makes the step eager; a copy between launches also
+//! makes its launch list unrecordable (a graph here holds kernels only).
+//!
+//! Run status: the matching, the deferral and the emulator's re-issue are
+//! executed on the emulator (`tests/cuda_step_graph.rs`, the model tests);
+//! the CUDA graph itself ([`super::runtime::gpu`]) is compiled, not run.
+
+use std::any::Any;
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use super::runtime::{
+    trampoline, GraphNode, KernelRef, LaunchGraph, LaunchParams, LaunchShape, Runtime, Trampoline,
+};
+use crate::{Error, Result};
+
+/// A params struct kept by a recorded launch.
+trait RecordedParams: Send + Sync {
+    /// Whether `other` is the same params type with equal fields.
+    fn same_as(&self, other: &dyn Any) -> bool;
+    /// The struct's address and size, for a launch.
+    fn raw(&self) -> (*const c_void, usize);
+    /// The params type's trampoline (the emulator calls the twin through it).
+    fn call(&self) -> Trampoline;
+}
+
+/// One params struct, owned.
+struct Owned<P>(P);
+
+// SAFETY: a params struct is plain data (sizes and device addresses); the
+// addresses are never dereferenced on the host by this wrapper.
+unsafe impl<P> Send for Owned<P> {}
+// SAFETY: as for Send; it is only read.
+unsafe impl<P> Sync for Owned<P> {}
+
+impl<P: LaunchParams> RecordedParams for Owned<P> {
+    fn same_as(&self, other: &dyn Any) -> bool {
+        other.downcast_ref::<P>().is_some_and(|o| *o == self.0)
+    }
+
+    fn raw(&self) -> (*const c_void, usize) {
+        (
+            (&self.0 as *const P).cast::<c_void>(),
+            std::mem::size_of::<P>(),
+        )
+    }
+
+    fn call(&self) -> Trampoline {
+        trampoline::<P>
+    }
+}
+
+/// One recorded kernel launch.
+pub(crate) struct Recorded {
+    kernel: KernelRef,
+    shape: LaunchShape,
+    params: Box<dyn RecordedParams>,
+}
+
+impl Recorded {
+    fn matches(&self, kernel: KernelRef, shape: LaunchShape, params: &dyn Any) -> bool {
+        self.kernel == kernel && self.shape == shape && self.params.same_as(params)
+    }
+
+    /// Issues the launch on `runtime`.
+    fn issue(&self, runtime: &dyn Runtime) -> Result<()> {
+        let (ptr, size) = self.params.raw();
+        // SAFETY: the launch was first issued by an op wrapper with these
+        // exact params (its safety argument covered them); the buffers it
+        // names outlive the step (the step's contract, module docs).
+        unsafe { runtime.launch(self.kernel, self.shape, ptr, size, self.params.call()) }
+    }
+}
+
+/// The launches of one recorded step, replayable as one unit.
+pub struct StepGraph {
+    launches: Vec<Arc<Recorded>>,
+    /// The runtime's executable graph, built at the first replay (`None`
+    /// inside: the runtime has none, so the launches are re-issued).
+    exec: OnceLock<Option<Box<dyn LaunchGraph>>>,
+    replays: AtomicU64,
+}
+
+impl std::fmt::Debug for StepGraph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepGraph")
+            .field("launches", &self.launches.len())
+            .field("replays", &self.replays())
+            .finish()
+    }
+}
+
+impl StepGraph {
+    /// Kernel launches in the step.
+    pub fn len(&self) -> usize {
+        self.launches.len()
+    }
+
+    /// True for a step without launches.
+    pub fn is_empty(&self) -> bool {
+        self.launches.is_empty()
+    }
+
+    /// Times this step was replayed.
+    pub fn replays(&self) -> u64 {
+        self.replays.load(Ordering::Relaxed)
+    }
+
+    /// Issues the whole step: the runtime's graph when it has one (built
+    /// at the first replay), else every launch in order.
+    fn replay(&self, runtime: &dyn Runtime) -> Result<()> {
+        let exec = match self.exec.get() {
+            Some(e) => e,
+            None => {
+                let nodes: Vec<GraphNode> = self
+                    .launches
+                    .iter()
+                    .map(|l| {
+                        let (params, params_size) = l.params.raw();
+                        GraphNode {
+                            kernel: l.kernel,
+                            shape: l.shape,
+                            params,
+                            params_size,
+                        }
+                    })
+                    .collect();
+                // SAFETY: every node is a launch an op wrapper issued with
+                // these params; the params live in `self` (read during the
+                // call); the buffers they name outlive the step's replays
+                // (the step's contract).
+                let built = unsafe { runtime.instantiate_graph(&nodes) }?;
+                // Another thread cannot race here: the device's step state
+                // is behind a mutex held by the caller.
+                let _ = self.exec.set(built);
+                self.exec.get().unwrap_or(&None)
+            }
+        };
+        match exec {
+            Some(graph) => graph.launch()?,
+            None => {
+                for l in &self.launches {
+                    l.issue(runtime)?;
+                }
+            }
+        }
+        self.replays.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// How a step ended ([`super::Device::end_step`]).
+#[derive(Debug)]
+pub enum StepEnd {
+    /// A candidate matched every launch and was replayed.
+    Replayed(Arc<StepGraph>),
+    /// The step ran launch by launch; its launches as a new graph, or
+    /// `None` when they cannot be one (a copy between launches).
+    Recorded(Option<Arc<StepGraph>>),
+}
+
+/// The device's state inside a step.
+pub(crate) enum StepState {
+    /// Launches compared with the candidates' and deferred.
+    Matching {
+        candidates: Vec<Arc<StepGraph>>,
+        matched: usize,
+    },
+    /// Launches issued as they come and logged.
+    Eager {
+        log: Vec<Arc<Recorded>>,
+        recordable: bool,
+    },
+}
+
+impl StepState {
+    /// A new step with these candidates (eager at once when there is none).
+    pub(crate) fn new(candidates: Vec<Arc<StepGraph>>) -> Self {
+        if candidates.is_empty() {
+            StepState::Eager {
+                log: Vec::new(),
+                recordable: true,
+            }
+        } else {
+            StepState::Matching {
+                candidates,
+                matched: 0,
+            }
+        }
+    }
+
+    /// Leaves matching: issues the `matched` deferred launches from a
+    /// candidate's copies and continues eagerly with them as the log.
+    fn go_eager(&mut self, runtime: &dyn Runtime) -> Result<()> {
+        if let StepState::Matching {
+            candidates,
+            matched,
+        } = self
+        {
+            let mut log = Vec::with_capacity(*matched + 64);
+            if let Some(c) = candidates.first() {
+                for l in &c.launches[..*matched] {
+                    l.issue(runtime)?;
+                    log.push(l.clone());
+                }
+            }
+            *self = StepState::Eager {
+                log,
+                recordable: true,
+            };
+        }
+        Ok(())
+    }
+
+    /// A kernel launch inside the step.
+    pub(crate) fn launch<P: LaunchParams>(
+        &mut self,
+        runtime: &dyn Runtime,
+        kernel: KernelRef,
+        shape: LaunchShape,
+        params: &P,
+    ) -> Result<()> {
+        if let StepState::Matching {
+            candidates,
+            matched,
+        } = self
+        {
+            let at = *matched;
+            let still: Vec<Arc<StepGraph>> = candidates
+                .iter()
+                .filter(|c| {
+                    c.launches
+                        .get(at)
+                        .is_some_and(|l| l.matches(kernel, shape, params))
+                })
+                .cloned()
+                .collect();
+            if !still.is_empty() {
+                *candidates = still;
+                *matched += 1;
+                return Ok(());
+            }
+            self.go_eager(runtime)?;
+        }
+        let StepState::Eager { log, .. } = self else {
+            return Err(Error::invalid("step", "step state lost"));
+        };
+        let ptr = (params as *const P).cast::<c_void>();
+        // SAFETY: as `Device::launch`, whose caller upholds the contract.
+        unsafe {
+            runtime.launch(
+                kernel,
+                shape,
+                ptr,
+                std::mem::size_of::<P>(),
+                trampoline::<P>,
+            )
+        }?;
+        log.push(Arc::new(Recorded {
+            kernel,
+            shape,
+            params: Box::new(Owned(*params)),
+        }));
+        Ok(())
+    }
+
+    /// A copy (host or device) inside the step: before the first launch it
+    /// is the step's input and changes nothing; after it, the deferred
+    /// launches are issued first and the step cannot be recorded.
+    pub(crate) fn copy(&mut self, runtime: &dyn Runtime) -> Result<()> {
+        match self {
+            StepState::Matching { matched: 0, .. } => Ok(()),
+            StepState::Matching { .. } => {
+                self.go_eager(runtime)?;
+                self.copy(runtime)
+            }
+            StepState::Eager { log, recordable } => {
+                if !log.is_empty() {
+                    *recordable = false;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// An allocation inside the step: the deferred launches are issued
+    /// first (memory is never handed out while a deferred launch may still
+    /// name what it replaces).
+    pub(crate) fn alloc(&mut self, runtime: &dyn Runtime) -> Result<()> {
+        match self {
+            StepState::Matching { matched: 0, .. } | StepState::Eager { .. } => Ok(()),
+            StepState::Matching { .. } => self.go_eager(runtime),
+        }
+    }
+
+    /// Ends the step: replays the matching candidate, or returns the log.
+    pub(crate) fn finish(mut self, runtime: &dyn Runtime) -> Result<StepEnd> {
+        if let StepState::Matching {
+            candidates,
+            matched,
+        } = &self
+        {
+            if let Some(c) = candidates.iter().find(|c| c.launches.len() == *matched) {
+                c.replay(runtime)?;
+                return Ok(StepEnd::Replayed(c.clone()));
+            }
+            self.go_eager(runtime)?;
+        }
+        match self {
+            StepState::Eager { log, recordable } => Ok(StepEnd::Recorded(
+                (recordable && !log.is_empty()).then(|| {
+                    Arc::new(StepGraph {
+                        launches: log,
+                        exec: OnceLock::new(),
+                        replays: AtomicU64::new(0),
+                    })
+                }),
+            )),
+            StepState::Matching { .. } => Err(Error::invalid("step", "step state lost")),
+        }
+    }
+}
