@@ -14,7 +14,8 @@
 #       1. every packed GPU test with TK_REQUIRE_GPU=1 (a missing GPU fails, never skips);
 #       2. `transformer-kernels verify` (every kernel vs the CPU reference, all dtypes);
 #       3. `transformer-kernels bench` (time, GB/s, % of a device-to-device copy);
-#       4. `transformer-kernels bench --model models/demo-en-de` (end to end, bf16) and
+#       4. `transformer-kernels bench --model models/demo-en-de` (end to end, bf16), the same
+#          at batch 32 with `--cuda-graph on` (decode steps replayed as CUDA graphs), and
 #          Hugging Face `MarianMTModel.generate` on the same ids (scripts/hf_generate_bench.py),
 #          with the speed-up ours / HF;
 #       5. PyTorch's layer_norm / embedding / log_softmax+topk / activations / .to(dtype)
@@ -35,13 +36,14 @@
 # 8 minutes) so that one call fits a 600 s command with the machine's start-up aside,
 # and a failed run leaves time for one shorter rerun (STEPS="verify" etc.). Per-step
 # timeouts, sized by what each step does, sum to the budget:
-#     unpack 20 s; GPU tests 10 binaries x 20 s = 200 s (each runs in seconds when the
+#     unpack 20 s; GPU tests 11 binaries x 20 s = 220 s (each runs in seconds when the
 #     kernels are right; a hang is what the timeout catches; the CPU references of
 #     cuda_linear, cuda_attention and cuda_model are their largest part); verify 40 s;
-#     bench 75 s (~95 rows x 3 dtypes x 25 launches, plus a copy baseline per size);
+#     bench 60 s (~95 rows x 3 dtypes x 25 launches, plus a copy baseline per size);
 #     e2e 40 s (the demo model on 512 sentences, bf16, greedy and beam 4 at batch 32 and
-#     128, and the decode step beside its floor) + Hugging Face generate on the same ids
-#     40 s; PyTorch 40 s; summary reserve 10 s: 465 s in all.
+#     128, and the decode step beside its floor) + 15 s the same with --cuda-graph on at
+#     batch 32 + Hugging Face generate on the same ids 30 s; PyTorch 30 s; summary
+#     reserve 10 s: 465 s in all.
 # Every step's timeout is also cut to what is left of the budget, and a step that no
 # longer fits is recorded as skipped, so the summary table is always printed, also
 # after a timeout, and also on SIGTERM/SIGINT (a trap; bash runs it once the
@@ -207,7 +209,7 @@ run() {
 
     if [[ "$steps" == *" bench "* ]]; then
         echo "== bench"
-        lim=$(step_limit 75)
+        lim=$(step_limit 60)
         if [ "$lim" -lt 5 ]; then
             FAILED=1
             status "bench: SKIPPED (budget spent)"
@@ -239,7 +241,21 @@ open(sys.argv[2], "w").write("\n".join(t) + "\n")' tests/fixtures/tokenizer/en-d
             status "e2e: $(describe_rc "$rc" "$lim") $(grep -E '^decode step' "$OUTDIR/e2e.txt" || true)"
             [ "$rc" = 0 ] || FAILED=1
         fi
-        lim=$(step_limit 40)
+        # Replayed decode steps (CUDA graphs): never run on a GPU before
+        # this check, so a failure here fails the check.
+        lim=$(step_limit 15)
+        if [ "$lim" -lt 5 ]; then
+            FAILED=1
+            status "e2e graph: SKIPPED (budget spent)"
+        else
+            rc=0
+            timeout -k 5 "$lim" "$bins/bin/transformer-kernels" bench --model models/demo-en-de --input "$OUTDIR/e2e.en" \
+                --dtype bf16 --batch-size 32 --beam 1,4 --cuda-graph on --csv "$OUTDIR/e2e_graph.csv" 2>&1 |
+                tee "$OUTDIR/e2e_graph.txt" || rc=$?
+            status "e2e graph: $(describe_rc "$rc" "$lim") $(grep -E '^(decode step|cuda graph)' "$OUTDIR/e2e_graph.txt" | tr '\n' ' ' || true)"
+            [ "$rc" = 0 ] || FAILED=1
+        fi
+        lim=$(step_limit 30)
         if [ "$lim" -lt 5 ] || [ ! -f "$OUTDIR/e2e.ids" ]; then
             status "hf e2e: SKIPPED (budget spent or no ids; informative only)"
         else
@@ -253,7 +269,7 @@ open(sys.argv[2], "w").write("\n".join(t) + "\n")' tests/fixtures/tokenizer/en-d
 
     if [[ "$steps" == *" torch "* ]]; then
         echo "== PyTorch on the same shapes"
-        lim=$(step_limit 40)
+        lim=$(step_limit 30)
         if [ "$lim" -lt 5 ]; then
             status "torch: SKIPPED (budget spent; informative only)"
         else

@@ -334,7 +334,8 @@ fn missing_model_dir_and_bad_flags_are_clean_errors() {
 
 /// `translate --device emu --dtype f32` (the CUDA backend, executed on the
 /// SIMT emulator) prints the CPU reference's output on every fixture model,
-/// greedy and beam 4, batched.
+/// greedy and beam 4, batched; so does it with `--cuda-graph on` (replayed
+/// decode steps).
 #[test]
 fn emulated_cuda_backend_in_f32_translates_as_the_cpu() {
     for name in MODELS {
@@ -358,8 +359,12 @@ fn emulated_cuda_backend_in_f32_translates_as_the_cpu() {
                     "--device",
                     device,
                 ];
-                if device == "emu" {
+                if let Some(graph) = device.strip_prefix("emu") {
+                    args[6] = "emu";
                     args.extend(["--dtype", "f32"]);
+                    if graph == "+graph" {
+                        args.extend(["--cuda-graph", "on"]);
+                    }
                 }
                 args.extend(&sources);
                 let out = run(&args, None);
@@ -373,6 +378,7 @@ fn emulated_cuda_backend_in_f32_translates_as_the_cpu() {
             let cpu = lines("cpu");
             assert_eq!(cpu.len(), sources.len());
             assert_eq!(lines("emu"), cpu, "{name}: beam {beam}");
+            assert_eq!(lines("emu+graph"), cpu, "{name}: beam {beam}, --cuda-graph on");
         }
     }
 }
