@@ -378,7 +378,11 @@ fn emulated_cuda_backend_in_f32_translates_as_the_cpu() {
             let cpu = lines("cpu");
             assert_eq!(cpu.len(), sources.len());
             assert_eq!(lines("emu"), cpu, "{name}: beam {beam}");
-            assert_eq!(lines("emu+graph"), cpu, "{name}: beam {beam}, --cuda-graph on");
+            assert_eq!(
+                lines("emu+graph"),
+                cpu,
+                "{name}: beam {beam}, --cuda-graph on"
+            );
         }
     }
 }

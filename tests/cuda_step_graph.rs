@@ -73,8 +73,21 @@ fn load(
     MarianModel<CudaBackend<f32>>,
     GenerationConfig,
 ) {
+    load_with(dir, device, true)
+}
+
+/// The fixture on the CPU reference and on the CUDA backend, step replay `replay`.
+fn load_with(
+    dir: &Path,
+    device: &Arc<Device>,
+    replay: bool,
+) -> (
+    MarianModel<Cpu>,
+    MarianModel<CudaBackend<f32>>,
+    GenerationConfig,
+) {
     let cpu = MarianModel::load(Cpu, dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    let backend = CudaBackend::<f32>::new(device.clone()).with_step_graphs(true);
+    let backend = CudaBackend::<f32>::new(device.clone()).with_step_graphs(replay);
     let dev = MarianModel::load(backend, dir)
         .unwrap_or_else(|e| panic!("{} on {device:?}: {e}", dir.display()));
     let gen = GenerationConfig::from_model_dir(dir, cpu.config()).unwrap();
@@ -137,8 +150,20 @@ type Reorder<'a> = &'a dyn Fn(usize, usize) -> Vec<usize>;
 /// checks the logits of every step and returns the device backend's step
 /// counts.
 fn step_by_step(device: &Arc<Device>, steps: usize, reorder: Option<Reorder<'_>>) -> StepStats {
+    step_by_step_with(device, steps, reorder, true).0
+}
+
+/// [`step_by_step`] with step replay `replay`; also returns every step's
+/// device logits.
+fn step_by_step_with(
+    device: &Arc<Device>,
+    steps: usize,
+    reorder: Option<Reorder<'_>>,
+    replay: bool,
+) -> (StepStats, Vec<Vec<f32>>) {
     let dir = &fixture_dirs()[0];
-    let (cpu, dev, gen) = load(dir, device);
+    let (cpu, dev, gen) = load_with(dir, device, replay);
+    let mut all_logits = Vec::with_capacity(steps);
     let srcs = sources(dir);
     let rows = 2 * srcs.len();
     let (ce, de) = (cpu.encode(&srcs).unwrap(), dev.encode(&srcs).unwrap());
@@ -155,6 +180,7 @@ fn step_by_step(device: &Arc<Device>, steps: usize, reorder: Option<Reorder<'_>>
             dev.backend().download(&dl).unwrap(),
         );
         assert_within(&dl, &cl, &format!("step {step}"));
+        all_logits.push(dl);
         let vocab = cl.len() / rows;
         tokens = cl
             .chunks_exact(vocab)
@@ -171,7 +197,31 @@ fn step_by_step(device: &Arc<Device>, steps: usize, reorder: Option<Reorder<'_>>
             tokens = order.iter().map(|&r| tokens[r]).collect();
         }
     }
-    dev.backend().step_stats()
+    (dev.backend().step_stats(), all_logits)
+}
+
+#[test]
+fn a_replayed_step_gives_the_bits_of_the_same_step_issued_launch_by_launch() {
+    let Some(device) = device_or_skip("replay_bits") else {
+        return;
+    };
+    // The replay runs the very launches the step issues without it, so the
+    // logits are equal bit for bit (not only within the CPU bound).
+    let beams = |step: usize, rows: usize| {
+        (0..rows)
+            .map(|r| if step % 2 == 0 { r ^ 1 } else { r & !1 })
+            .collect()
+    };
+    let (on_stats, on) = step_by_step_with(&device, 6, Some(&beams), true);
+    let (_, off) = step_by_step_with(&device, 6, Some(&beams), false);
+    assert_eq!(on_stats.replayed, 5, "{on_stats:?}");
+    for (step, (a, b)) in on.iter().zip(&off).enumerate() {
+        let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(
+            same,
+            "step {step}: replayed logits differ from the eager step's"
+        );
+    }
 }
 
 #[test]
@@ -239,8 +289,16 @@ fn a_steady_decode_loop_allocates_nothing() {
     let Some(device) = device_or_skip("steady_decode_loop") else {
         return;
     };
+    for replay in [true, false] {
+        steady_loop(&device, replay);
+    }
+}
+
+/// Eight beam-style steps (step, top-k, reorder) with step replay
+/// `replay`: no allocation after the third.
+fn steady_loop(device: &Arc<Device>, replay: bool) {
     let dir = &fixture_dirs()[0];
-    let (_, dev, gen) = load(dir, &device);
+    let (_, dev, gen) = load_with(dir, device, replay);
     let srcs = sources(dir);
     let rows = srcs.len();
     let beams = 2;
@@ -267,10 +325,13 @@ fn a_steady_decode_loop_allocates_nothing() {
     assert_eq!(
         device.allocation_count(),
         warm,
-        "steps 3..8 allocated ({:?})",
+        "replay {replay}: steps 3..8 allocated ({:?})",
         dev.backend().step_stats()
     );
-    assert!(dev.backend().step_stats().replayed >= 5);
+    if replay {
+        let replayed = dev.backend().step_stats().replayed;
+        assert!(replayed >= 5, "{replayed} steps replayed");
+    }
 }
 
 #[test]
@@ -360,4 +421,106 @@ fn a_copy_between_launches_makes_a_step_unrecordable() {
     assert!(device.begin_step(Vec::new()).is_err());
     device.abort_step();
     assert!(device.end_step().is_err());
+}
+
+/// Records a one-launch step copying `src` into `dst` (whole tensors).
+fn record_copy_step(
+    device: &Arc<Device>,
+    src: &transformer_kernels::cuda::DeviceTensor<f32>,
+    dst: &mut transformer_kernels::cuda::DeviceTensor<f32>,
+) -> Arc<transformer_kernels::cuda::step_graph::StepGraph> {
+    use transformer_kernels::cuda::gather_rows::{gather_rows_into, PositionRange};
+    use transformer_kernels::cuda::step_graph::StepEnd;
+    device.begin_step(Vec::new()).unwrap();
+    gather_rows_into(src, None, whole(), dst).unwrap();
+    match device.end_step().unwrap() {
+        StepEnd::Recorded(Some(g)) => g,
+        other => panic!("expected a recording, got {other:?}"),
+    }
+}
+
+/// Position range of a whole `[1, 1, n]` tensor.
+fn whole() -> transformer_kernels::cuda::gather_rows::PositionRange {
+    transformer_kernels::cuda::gather_rows::PositionRange {
+        src_at: 0,
+        dst_at: 0,
+        len: 1,
+    }
+}
+
+#[test]
+fn a_copy_after_a_deferred_launch_sees_what_it_wrote() {
+    use transformer_kernels::cuda::gather_rows::gather_rows_into;
+    use transformer_kernels::cuda::step_graph::StepEnd;
+    use transformer_kernels::cuda::DeviceTensor;
+    let Some(device) = device_or_skip("copy_after_deferred_launch") else {
+        return;
+    };
+    let mut a = DeviceTensor::<f32>::from_host(&device, &[1.0, 2.0], &[1, 1, 2]).unwrap();
+    let mut b = DeviceTensor::<f32>::zeros(&device, &[1, 1, 2]).unwrap();
+    let mut c = DeviceTensor::<f32>::zeros(&device, &[1, 1, 2]).unwrap();
+    let g = record_copy_step(&device, &a, &mut b);
+    a.copy_from_host(&[3.0, 4.0]).unwrap();
+    device.begin_step(vec![g.clone()]).unwrap();
+    gather_rows_into(&a, None, whole(), &mut b).unwrap(); // matches: deferred
+    b.copy_to(&mut c).unwrap(); // issues it first
+    assert!(matches!(
+        device.end_step().unwrap(),
+        StepEnd::Recorded(None)
+    ));
+    assert_eq!(c.to_host().unwrap(), vec![3.0, 4.0]);
+    assert_eq!(g.replays(), 0);
+}
+
+#[test]
+fn freeing_a_buffer_a_deferred_launch_names_issues_it_first() {
+    use transformer_kernels::cuda::gather_rows::gather_rows_into;
+    use transformer_kernels::cuda::step_graph::StepEnd;
+    use transformer_kernels::cuda::DeviceTensor;
+    let Some(device) = device_or_skip("free_after_deferred_launch") else {
+        return;
+    };
+    let x = DeviceTensor::<f32>::from_host(&device, &[7.0, 8.0], &[1, 1, 2]).unwrap();
+    let mut b = DeviceTensor::<f32>::zeros(&device, &[1, 1, 2]).unwrap();
+    let g = record_copy_step(&device, &x, &mut b);
+    b.copy_from_host(&[0.0, 0.0]).unwrap();
+    device.begin_step(vec![g.clone()]).unwrap();
+    gather_rows_into(&x, None, whole(), &mut b).unwrap(); // matches: deferred
+    drop(x); // the deferred copy reads x: issued before x is freed
+             // The step went on eagerly: recorded again, not replayed.
+    assert!(matches!(
+        device.end_step().unwrap(),
+        StepEnd::Recorded(Some(_))
+    ));
+    assert_eq!(g.replays(), 0);
+    assert_eq!(b.to_host().unwrap(), vec![7.0, 8.0]);
+}
+
+#[test]
+fn a_step_belongs_to_the_thread_that_opened_it() {
+    use transformer_kernels::cuda::gather_rows::gather_rows_into;
+    use transformer_kernels::cuda::step_graph::StepEnd;
+    use transformer_kernels::cuda::DeviceTensor;
+    let Some(device) = device_or_skip("step_per_thread") else {
+        return;
+    };
+    device.begin_step(Vec::new()).unwrap();
+    let other = device.clone();
+    std::thread::spawn(move || {
+        // Another thread's work runs as usual and is not logged.
+        let a = DeviceTensor::<f32>::from_host(&other, &[1.0], &[1, 1, 1]).unwrap();
+        let mut b = DeviceTensor::<f32>::zeros(&other, &[1, 1, 1]).unwrap();
+        gather_rows_into(&a, None, whole(), &mut b).unwrap();
+        assert_eq!(b.to_host().unwrap(), vec![1.0]);
+        assert!(!other.in_step());
+        assert!(other.begin_step(Vec::new()).is_err());
+        assert!(other.end_step().is_err());
+    })
+    .join()
+    .unwrap();
+    assert!(device.in_step());
+    assert!(matches!(
+        device.end_step().unwrap(),
+        StepEnd::Recorded(None)
+    ));
 }

@@ -26,17 +26,18 @@
 //!
 //! Scratch that outlives one call (split-K / split-KV partial sums, the
 //! every-row token mask, the top-k buffers, the decoder's ids, the beam
-//! reorder's row map) is kept in the backend and reused. A decode step
-//! still allocates (from the device's memory pool) its activations; a
-//! beam reorder gathers each layer's K and V into one spare cache buffer
-//! swapped in (allocated only when the row count changes), copying only
-//! the valid positions; a step with per-row masks also uploads a
-//! `[rows, vocab]` byte mask.
+//! reorder's row map) is kept in the backend and reused. Each one-token
+//! decode step runs on fixed buffers (a step arena) with its position in
+//! device memory ([`super::decode_step`]), so a steady decode loop
+//! allocates nothing; a beam reorder gathers each layer's K and V into one
+//! spare cache buffer (allocated only when the row count changes), copying
+//! only the valid positions; a step with per-row masks (min_length,
+//! bad-word prefixes, forced EOS) still uploads a new `[rows, vocab]` byte
+//! mask.
 //!
-//! With replayable steps on ([`CudaBackend::with_step_graphs`], the CLI's
-//! `--cuda-graph on`), each one-token decode step runs on fixed buffers
-//! with its position in device memory, and is replayed as one unit once
-//! recorded (a CUDA graph on a GPU; see [`super::decode_step`]).
+//! With step graphs on ([`CudaBackend::with_step_graphs`], the CLI's
+//! `--cuda-graph on`), a step whose launches equal a recorded step's is
+//! replayed as one unit (a CUDA graph on a GPU).
 //!
 //! Run status: executed on the SIMT emulator (`tests/cuda_model.rs`: token
 //! parity with the CPU reference on the fixture models); not run on a GPU.
@@ -125,14 +126,12 @@ impl<T: DeviceElement> CudaBackend<T> {
         }
     }
 
-    /// Turns replayable decode steps on or off (off by default): each
-    /// one-token decode step then runs on fixed buffers, its position read
-    /// on the device, and a step whose launches equal a recorded step's is
-    /// replayed as one unit: a CUDA graph on a GPU (compiled, not yet run
-    /// on one), the recorded launches re-issued on the emulator. Outputs
-    /// are the same function (the self-attention then spans the cache's
-    /// capacity with a length mask, which changes how the keys are split,
-    /// so values may differ in the last bits from a step without it).
+    /// Turns step replay on or off (off by default). Every one-token
+    /// decode step runs on fixed buffers with its position read on the
+    /// device; with replay on, a step whose launches equal a recorded
+    /// step's is replayed as one unit: a CUDA graph on a GPU (compiled, not
+    /// yet run on one), the recorded launches re-issued on the emulator.
+    /// The launches are the same either way, so are the outputs.
     pub fn with_step_graphs(mut self, on: bool) -> Self {
         self.step_graphs = on;
         self
@@ -633,16 +632,13 @@ impl<T: DeviceElement> Backend for CudaBackend<T> {
         Ok(())
     }
 
-    /// With step graphs on, opens a replayable step (one token per row;
-    /// see [`super::decode_step`]); else nothing.
+    /// Opens a one-token step on fixed buffers, replayed when step graphs
+    /// are on (see [`super::decode_step`]); a longer step runs as usual.
     fn begin_decode_step(&self, rows: usize, t: usize, position: usize) -> Result<()> {
-        if !self.step_graphs {
-            return Ok(());
-        }
         self.scratch
             .borrow_mut()
             .steps
-            .begin(&self.device, rows, t, position)
+            .begin(&self.device, rows, t, position, self.step_graphs)
     }
 
     fn end_decode_step(&self) -> Result<()> {

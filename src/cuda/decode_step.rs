@@ -4,7 +4,7 @@
 //!
 //! Between `begin` and `end` (the model's
 //! [`crate::model::Backend::begin_decode_step`] /
-//! [`crate::model::Backend::end_decode_step`]) of a one-token step:
+//! [`crate::model::Backend::end_decode_step`]) of every one-token step:
 //!
 //! - every operation's output comes from the step **arena**: the i-th
 //!   output of the step takes slot i, allocated at the first step (sized
@@ -18,9 +18,14 @@
 //!   capacity with those key lengths (for one query per row, the causal
 //!   mask and that length mask are the same mask), so no launch parameter
 //!   changes from step to step;
-//! - the device compares the step's launches with the steps recorded
-//!   before at the same `(rows, t)` and replays the one that matches as one
-//!   unit, or records this one.
+//! - with replay on (`CudaBackend::with_step_graphs`), the device compares
+//!   the step's launches with the steps recorded before at the same
+//!   `(rows, t)` and replays the one that matches as one unit, or records
+//!   this one. Without it the same launches are issued one by one.
+//!
+//! So a steady decode loop allocates nothing, replayed or not; a new row
+//! count (sentences finished) allocates its smaller KV cache, memory and
+//! key lengths once.
 //!
 //! What still changes the launches: a new row count (sentences finished:
 //! a new shape, recorded at its first step), a grown KV cache. A beam
@@ -59,6 +64,8 @@ pub(crate) struct OpenStep {
     pub(crate) rows: usize,
     pub(crate) t: usize,
     pub(crate) position: usize,
+    /// Whether the device matches and replays the step's launches.
+    replay: bool,
 }
 
 /// Everything the backend keeps for replayable steps.
@@ -74,21 +81,21 @@ pub(crate) struct DecodeSteps {
 }
 
 impl DecodeSteps {
-    /// Opens a step of `rows` rows, `t` tokens each at `position ..`: only
-    /// one-token steps are replayable (larger `t` runs as usual).
+    /// Opens a step of `rows` rows, `t` tokens each at `position ..`, on
+    /// fixed buffers, and with `replay` matched against the recorded steps
+    /// (only one-token steps; larger `t` runs as usual).
     pub(crate) fn begin(
         &mut self,
         device: &Arc<Device>,
         rows: usize,
         t: usize,
         position: usize,
+        replay: bool,
     ) -> Result<()> {
-        if self.open.is_some() {
-            return Err(Error::invalid(
-                "decode step",
-                "a decode step is already open",
-            ));
-        }
+        // A step still open here never ended: an error or a panic (caught
+        // by a caller such as the C API) left it. Nothing it computed was
+        // returned, so it is dropped.
+        self.abort(device);
         if t != 1 || rows == 0 {
             return Ok(());
         }
@@ -109,9 +116,16 @@ impl DecodeSteps {
             slot => *slot = Some(DeviceTensor::from_host(device, &lengths, &[rows])?),
         }
         self.next = 0;
-        let candidates = self.graphs.get(&(rows, t)).cloned().unwrap_or_default();
-        device.begin_step(candidates)?;
-        self.open = Some(OpenStep { rows, t, position });
+        if replay {
+            let candidates = self.graphs.get(&(rows, t)).cloned().unwrap_or_default();
+            device.begin_step(candidates)?;
+        }
+        self.open = Some(OpenStep {
+            rows,
+            t,
+            position,
+            replay,
+        });
         Ok(())
     }
 
@@ -120,6 +134,9 @@ impl DecodeSteps {
         let Some(open) = self.open.take() else {
             return Ok(());
         };
+        if !open.replay {
+            return Ok(());
+        }
         match device.end_step()? {
             StepEnd::Replayed(_) => self.stats.replayed += 1,
             StepEnd::Recorded(Some(graph)) => {
@@ -137,7 +154,7 @@ impl DecodeSteps {
 
     /// Abandons the step after an error inside it.
     pub(crate) fn abort(&mut self, device: &Arc<Device>) {
-        if self.open.take().is_some() {
+        if self.open.take().is_some_and(|o| o.replay) {
             device.abort_step();
         }
     }

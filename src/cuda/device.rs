@@ -1,11 +1,11 @@
 //! A device: one runtime (a GPU today; the SIMT emulator next) behind the
 //! launch seam of [`super::runtime`], shared by every tensor allocated on it.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use super::runtime::gpu::GpuRuntime;
 use super::runtime::{Allocation, KernelRef, LaunchParams, LaunchShape, Runtime, RuntimeKind};
-use super::step_graph::{StepEnd, StepGraph, StepState};
+use super::step_graph::{StepEnd, StepGraph, StepSlot};
 use crate::Result;
 
 pub use super::runtime::gpu::{device_count, driver_available};
@@ -16,12 +16,13 @@ pub use super::runtime::gpu::{device_count, driver_available};
 /// Cheap to share: [`Device::open`] returns it in an `Arc`, and every
 /// [`super::DeviceTensor`] keeps one.
 pub struct Device {
-    runtime: Box<dyn Runtime>,
+    runtime: Arc<dyn Runtime>,
     /// Process-unique number, so that two devices of the same kind are
     /// told apart in messages.
     id: u64,
-    /// The replayable step in progress, if any (see [`super::step_graph`]).
-    step: Mutex<Option<StepState>>,
+    /// The replayable step in progress, if any (see [`super::step_graph`]);
+    /// shared with the device's allocations, whose frees consult it.
+    step: Arc<StepSlot>,
     /// Allocations made (a counter for tests: a steady decode loop makes none).
     allocations: std::sync::atomic::AtomicU64,
 }
@@ -76,9 +77,9 @@ impl Device {
     /// A device over any runtime (the seam a second runtime plugs into).
     pub fn with_runtime(runtime: Box<dyn Runtime>) -> Arc<Device> {
         Arc::new(Device {
-            runtime,
+            runtime: Arc::from(runtime),
             id: NEXT_DEVICE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            step: Mutex::new(None),
+            step: Arc::new(StepSlot::default()),
             allocations: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -134,69 +135,53 @@ impl Device {
         self.allocations.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// The step state, locked.
-    fn step_state(&self) -> Result<MutexGuard<'_, Option<StepState>>> {
-        self.step
-            .lock()
-            .map_err(|_| crate::Error::invalid("step", "step state poisoned by an earlier panic"))
-    }
-
-    /// Starts a replayable step (see [`super::step_graph`]): until
-    /// [`Device::end_step`], launches are compared with the `candidates`'
-    /// and deferred, or issued and logged.
+    /// Starts a replayable step on the calling thread (see
+    /// [`super::step_graph`]): until [`Device::end_step`], the thread's
+    /// launches are compared with the `candidates`' and deferred, or issued
+    /// and logged. Other threads' work on the device is not part of it.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidArgument`] when a step is already open.
+    /// [`crate::Error::InvalidArgument`] when a step is already open on
+    /// this device.
     pub fn begin_step(&self, candidates: Vec<Arc<StepGraph>>) -> Result<()> {
-        let mut step = self.step_state()?;
-        if step.is_some() {
-            return Err(crate::Error::invalid("step", "a step is already open"));
-        }
-        *step = Some(StepState::new(candidates));
-        Ok(())
+        self.step.begin(candidates)
     }
 
-    /// Ends the step: replays the candidate that matched every launch, or
-    /// returns the step's launches as a new graph.
+    /// Ends the calling thread's step: replays the candidate that matched
+    /// every launch, or returns the step's launches as a new graph.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidArgument`] without an open step; a launch error.
+    /// [`crate::Error::InvalidArgument`] without a step of this thread; a
+    /// launch error (the step is closed either way).
     pub fn end_step(&self) -> Result<StepEnd> {
-        let state = self
-            .step_state()?
-            .take()
-            .ok_or_else(|| crate::Error::invalid("step", "no step is open"))?;
-        state.finish(&*self.runtime)
+        self.step.end(&*self.runtime)
     }
 
-    /// Abandons the open step (after an error inside it): launches deferred
-    /// so far are dropped, not issued. Does nothing without a step.
+    /// Abandons the calling thread's step (after an error inside it):
+    /// launches deferred so far are dropped, not issued. Does nothing
+    /// without one.
     pub fn abort_step(&self) {
-        if let Ok(mut step) = self.step.lock() {
-            *step = None;
-        }
+        self.step.abort();
     }
 
-    /// True between [`Device::begin_step`] and its end.
+    /// True between [`Device::begin_step`] and its end, on the thread that
+    /// began it.
     pub fn in_step(&self) -> bool {
-        self.step.lock().map(|s| s.is_some()).unwrap_or(false)
+        self.step.is_open()
     }
 
     pub(crate) fn alloc_zeroed(&self, bytes: usize) -> Result<Allocation> {
-        if let Some(step) = self.step_state()?.as_mut() {
-            step.alloc(&*self.runtime)?;
-        }
+        self.step.alloc(&*self.runtime)?;
         self.allocations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.runtime.alloc_zeroed(bytes)
+        let inner = self.runtime.alloc_zeroed(bytes)?;
+        // Its free issues a step's deferred launches first (they may name it).
+        Ok(self.step.guard_free(inner, &self.runtime))
     }
 
-    /// Lets an open step see a copy (see [`StepState::copy`]).
+    /// Lets an open step see a copy (see [`super::step_graph`]).
     fn step_copy(&self) -> Result<()> {
-        if let Some(step) = self.step_state()?.as_mut() {
-            step.copy(&*self.runtime)?;
-        }
-        Ok(())
+        self.step.copy(&*self.runtime)
     }
 
     /// See [`Runtime::copy_htod`].
@@ -231,8 +216,8 @@ impl Device {
         shape: LaunchShape,
         params: &P,
     ) -> Result<()> {
-        if let Some(step) = self.step_state()?.as_mut() {
-            return step.launch(&*self.runtime, kernel, shape, params);
+        if let Some(done) = self.step.launch(&*self.runtime, kernel, shape, params) {
+            return done;
         }
         let ptr = (params as *const P).cast::<core::ffi::c_void>();
         // SAFETY: `P: LaunchParams` is the kernel's `#[repr(C)]` parameter

@@ -19,13 +19,24 @@
 //!   step is issued as it comes, and the step's launch list becomes a new
 //!   graph.
 //!
+//! Params structs compare field by field (`PartialEq`, derived by
+//! bindgen): pointers by address, floats by value (a NaN parameter never
+//! matches; -0.0 equals 0.0, a difference no kernel parameter of this crate
+//! can carry: scales and epsilons are model constants).
+//!
 //! What a replayed step needs of its caller: everything that changes from
 //! step to step lives in device memory written *before* the step's first
-//! launch (token ids, the step's position, key lengths), and every buffer a
-//! launch references outlives the step (the backend's step arena). A copy
-//! between launches, or an allocation, while matching issues the deferred
-//! launches first and makes the step eager; a copy between launches also
-//! makes its launch list unrecordable (a graph here holds kernels only).
+//! launch (token ids, the step's position, key lengths). The device keeps
+//! the rest safe: a copy between launches, an allocation or a free of a
+//! device allocation while launches are deferred issues them first (the
+//! step goes on eagerly), and a copy between launches makes the launch list
+//! unrecordable (a graph here holds kernels only). The backend's step arena
+//! keeps the step's buffers from being freed, so a steady step defers to
+//! its end.
+//!
+//! A step belongs to the thread that opened it: other threads' launches,
+//! copies and allocations on the device are not part of it, and a second
+//! step cannot open on the device until it ends.
 //!
 //! Run status: the matching, the deferral and the emulator's re-issue are
 //! executed on the emulator (`tests/cuda_step_graph.rs`, the model tests);
@@ -34,10 +45,12 @@
 use std::any::Any;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread::ThreadId;
 
 use super::runtime::{
-    trampoline, GraphNode, KernelRef, LaunchGraph, LaunchParams, LaunchShape, Runtime, Trampoline,
+    trampoline, Allocation, GraphNode, KernelRef, LaunchGraph, LaunchParams, LaunchShape, Runtime,
+    Trampoline,
 };
 use crate::{Error, Result};
 
@@ -157,8 +170,8 @@ impl StepGraph {
                 // call); the buffers they name outlive the step's replays
                 // (the step's contract).
                 let built = unsafe { runtime.instantiate_graph(&nodes) }?;
-                // Another thread cannot race here: the device's step state
-                // is behind a mutex held by the caller.
+                // Two threads replaying one graph at once would each build
+                // one; the second is dropped here.
                 let _ = self.exec.set(built);
                 self.exec.get().unwrap_or(&None)
             }
@@ -198,6 +211,9 @@ pub(crate) enum StepState {
         log: Vec<Arc<Recorded>>,
         recordable: bool,
     },
+    /// Issuing the deferred launches failed where no error could be
+    /// returned (a free); every later call of the step reports it.
+    Failed(String),
 }
 
 impl StepState {
@@ -214,6 +230,16 @@ impl StepState {
                 matched: 0,
             }
         }
+    }
+
+    /// The error of a failed step.
+    fn failed(msg: &str) -> Error {
+        Error::invalid("step", format!("the step failed earlier: {msg}"))
+    }
+
+    /// True while launches are deferred.
+    fn deferring(&self) -> bool {
+        matches!(self, StepState::Matching { matched, .. } if *matched > 0)
     }
 
     /// Leaves matching: issues the `matched` deferred launches from a
@@ -269,8 +295,10 @@ impl StepState {
             }
             self.go_eager(runtime)?;
         }
-        let StepState::Eager { log, .. } = self else {
-            return Err(Error::invalid("step", "step state lost"));
+        let log = match self {
+            StepState::Eager { log, .. } => log,
+            StepState::Failed(msg) => return Err(Self::failed(msg)),
+            StepState::Matching { .. } => return Err(Error::invalid("step", "step state lost")),
         };
         let ptr = (params as *const P).cast::<c_void>();
         // SAFETY: as `Device::launch`, whose caller upholds the contract.
@@ -307,6 +335,7 @@ impl StepState {
                 }
                 Ok(())
             }
+            StepState::Failed(msg) => Err(Self::failed(msg)),
         }
     }
 
@@ -317,6 +346,7 @@ impl StepState {
         match self {
             StepState::Matching { matched: 0, .. } | StepState::Eager { .. } => Ok(()),
             StepState::Matching { .. } => self.go_eager(runtime),
+            StepState::Failed(msg) => Err(Self::failed(msg)),
         }
     }
 
@@ -344,6 +374,162 @@ impl StepState {
                 }),
             )),
             StepState::Matching { .. } => Err(Error::invalid("step", "step state lost")),
+            StepState::Failed(msg) => Err(Self::failed(&msg)),
         }
+    }
+}
+
+/// The open step of a thread.
+struct Open {
+    owner: ThreadId,
+    state: StepState,
+}
+
+/// A device's step: at most one open, owned by the thread that opened it;
+/// other threads' launches, copies and allocations are not part of it.
+#[derive(Default)]
+pub(crate) struct StepSlot {
+    open: Mutex<Option<Open>>,
+}
+
+impl StepSlot {
+    /// The slot, locked. A panic while it was held (inside a launch)
+    /// abandons the step it interrupted; the device stays usable.
+    fn lock(&self) -> MutexGuard<'_, Option<Open>> {
+        match self.open.lock() {
+            Ok(g) => g,
+            Err(poisoned) => {
+                let mut g = poisoned.into_inner();
+                *g = None;
+                self.open.clear_poison();
+                g
+            }
+        }
+    }
+
+    /// Runs `f` on the calling thread's open step, if there is one.
+    fn with_mine<R>(&self, f: impl FnOnce(&mut StepState) -> R) -> Option<R> {
+        let me = std::thread::current().id();
+        self.lock()
+            .as_mut()
+            .filter(|o| o.owner == me)
+            .map(|o| f(&mut o.state))
+    }
+
+    /// Opens a step for the calling thread.
+    pub(crate) fn begin(&self, candidates: Vec<Arc<StepGraph>>) -> Result<()> {
+        let me = std::thread::current().id();
+        let mut open = self.lock();
+        if let Some(o) = open.as_ref() {
+            return Err(Error::invalid(
+                "step",
+                if o.owner == me {
+                    "a step is already open on this device"
+                } else {
+                    "another thread has a step open on this device"
+                },
+            ));
+        }
+        *open = Some(Open {
+            owner: me,
+            state: StepState::new(candidates),
+        });
+        Ok(())
+    }
+
+    /// Closes the calling thread's step (see [`StepState::finish`]).
+    pub(crate) fn end(&self, runtime: &dyn Runtime) -> Result<StepEnd> {
+        let me = std::thread::current().id();
+        let state = {
+            let mut open = self.lock();
+            match open.take() {
+                Some(o) if o.owner == me => o.state,
+                other => {
+                    *open = other;
+                    return Err(Error::invalid("step", "no step of this thread is open"));
+                }
+            }
+        };
+        state.finish(runtime)
+    }
+
+    /// Drops the calling thread's step, deferred launches unissued.
+    pub(crate) fn abort(&self) {
+        let me = std::thread::current().id();
+        let mut open = self.lock();
+        if open.as_ref().is_some_and(|o| o.owner == me) {
+            *open = None;
+        }
+    }
+
+    /// Whether the calling thread has a step open.
+    pub(crate) fn is_open(&self) -> bool {
+        self.with_mine(|_| ()).is_some()
+    }
+
+    /// A launch: `None` outside the calling thread's step (issue it as
+    /// usual), else what the step made of it.
+    pub(crate) fn launch<P: LaunchParams>(
+        &self,
+        runtime: &dyn Runtime,
+        kernel: KernelRef,
+        shape: LaunchShape,
+        params: &P,
+    ) -> Option<Result<()>> {
+        self.with_mine(|s| s.launch(runtime, kernel, shape, params))
+    }
+
+    /// A copy on the device (see [`StepState::copy`]).
+    pub(crate) fn copy(&self, runtime: &dyn Runtime) -> Result<()> {
+        self.with_mine(|s| s.copy(runtime)).unwrap_or(Ok(()))
+    }
+
+    /// An allocation on the device (see [`StepState::alloc`]).
+    pub(crate) fn alloc(&self, runtime: &dyn Runtime) -> Result<()> {
+        self.with_mine(|s| s.alloc(runtime)).unwrap_or(Ok(()))
+    }
+
+    /// `inner`, freed only after the deferred launches of an open step have
+    /// been issued: a deferred launch may name it, and on the emulator a
+    /// free is immediate, on a GPU ordered on the stream before a launch
+    /// issued later.
+    pub(crate) fn guard_free(
+        self: &Arc<Self>,
+        inner: Allocation,
+        runtime: &Arc<dyn Runtime>,
+    ) -> Allocation {
+        let (ptr, bytes) = (inner.ptr(), inner.bytes());
+        let guard = FlushOnFree {
+            inner: Some(inner),
+            slot: self.clone(),
+            runtime: runtime.clone(),
+        };
+        Allocation::new(ptr, bytes, Box::new(guard))
+    }
+}
+
+/// Owner of a device allocation that issues a step's deferred launches
+/// before the allocation is freed (see [`StepSlot::guard_free`]).
+struct FlushOnFree {
+    inner: Option<Allocation>,
+    slot: Arc<StepSlot>,
+    runtime: Arc<dyn Runtime>,
+}
+
+impl Drop for FlushOnFree {
+    fn drop(&mut self) {
+        // `try_lock`: a free inside the slot's own critical sections (none
+        // today) must not deadlock. Whatever thread frees, a step that
+        // defers launches issues them first.
+        if let Ok(mut open) = self.slot.open.try_lock() {
+            if let Some(o) = open.as_mut() {
+                if o.state.deferring() {
+                    if let Err(e) = o.state.go_eager(&*self.runtime) {
+                        o.state = StepState::Failed(e.to_string());
+                    }
+                }
+            }
+        }
+        self.inner.take();
     }
 }

@@ -374,11 +374,11 @@ pub trait Backend {
     /// [`Backend::end_decode_step`] after its last (the logits projection),
     /// or [`Backend::abort_decode_step`] when an operation failed. Between
     /// them a device backend may run the step on fixed buffers and replay it
-    /// as one unit (the CUDA backend's step graphs); tensors the step
-    /// returned stay valid until the next step opens. The default does
-    /// nothing.
+    /// as one unit (the CUDA backend's step graphs); a tensor the step
+    /// returned is the caller's as always (a fixed buffer is not reused
+    /// while it is held). The default does nothing.
     ///
-    /// Errors: a step already open; a device backend's copy error.
+    /// Errors: a device backend's copy error.
     fn begin_decode_step(&self, rows: usize, t: usize, position: usize) -> Result<()> {
         let _ = (rows, t, position);
         Ok(())

@@ -43,6 +43,16 @@ impl<B: Backend> DecoderState<B> {
     }
 }
 
+/// A backend's open decode step, aborted if dropped (on unwind); forgotten
+/// once the step's operations have returned.
+struct OpenStep<'a, B: Backend>(&'a B);
+
+impl<B: Backend> Drop for OpenStep<'_, B> {
+    fn drop(&mut self) {
+        self.0.abort_decode_step();
+    }
+}
+
 impl<B: Backend> MarianModel<B> {
     /// Starts decoding: row `r` decodes source `row_source[r]` of `enc`
     /// (e.g. `[0,0,0,0,1,1,1,1]` for 2 sources × 4 beams). Cross-attention
@@ -132,7 +142,11 @@ impl<B: Backend> MarianModel<B> {
         }
         state.cache.reserve(b, t)?;
         b.begin_decode_step(rows, t, start)?;
-        match self.decode_step_ops(state, ids, t, start) {
+        // Aborts the step if an operation panics (a caller may catch it).
+        let open = OpenStep(b);
+        let result = self.decode_step_ops(state, ids, t, start);
+        std::mem::forget(open);
+        match result {
             Ok(logits) => {
                 b.end_decode_step()?;
                 Ok(logits)
