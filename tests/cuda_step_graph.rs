@@ -209,7 +209,13 @@ fn a_replayed_step_gives_the_bits_of_the_same_step_issued_launch_by_launch() {
     // logits are equal bit for bit (not only within the CPU bound).
     let beams = |step: usize, rows: usize| {
         (0..rows)
-            .map(|r| if step % 2 == 0 { r ^ 1 } else { r & !1 })
+            .map(|r| {
+                if step.is_multiple_of(2) {
+                    r ^ 1
+                } else {
+                    r & !1
+                }
+            })
             .collect()
     };
     let (on_stats, on) = step_by_step_with(&device, 6, Some(&beams), true);
@@ -390,7 +396,7 @@ fn a_replayed_step_writes_where_the_device_position_says() {
 
 #[test]
 fn a_copy_between_launches_makes_a_step_unrecordable() {
-    use transformer_kernels::cuda::gather_rows::{gather_rows_into, PositionRange};
+    use transformer_kernels::cuda::gather_rows::gather_rows_into;
     use transformer_kernels::cuda::step_graph::StepEnd;
     use transformer_kernels::cuda::DeviceTensor;
     let Some(device) = device_or_skip("copy_between_launches") else {
@@ -429,7 +435,7 @@ fn record_copy_step(
     src: &transformer_kernels::cuda::DeviceTensor<f32>,
     dst: &mut transformer_kernels::cuda::DeviceTensor<f32>,
 ) -> Arc<transformer_kernels::cuda::step_graph::StepGraph> {
-    use transformer_kernels::cuda::gather_rows::{gather_rows_into, PositionRange};
+    use transformer_kernels::cuda::gather_rows::gather_rows_into;
     use transformer_kernels::cuda::step_graph::StepEnd;
     device.begin_step(Vec::new()).unwrap();
     gather_rows_into(src, None, whole(), dst).unwrap();
