@@ -396,7 +396,7 @@ fn a_replayed_step_writes_where_the_device_position_says() {
 
 #[test]
 fn a_copy_between_launches_makes_a_step_unrecordable() {
-    use transformer_kernels::cuda::gather_rows::gather_rows_into;
+    use transformer_kernels::cuda::gather_rows::{gather_rows_into, PositionRange};
     use transformer_kernels::cuda::step_graph::StepEnd;
     use transformer_kernels::cuda::DeviceTensor;
     let Some(device) = device_or_skip("copy_between_launches") else {
