@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common_kernels::device_or_skip;
+use common_model::{fixture_model_dirs as fixture_dirs, json_ids as ids};
 use transformer_kernels::cpu::Cpu;
 use transformer_kernels::cuda::{CudaBackend, Device, DeviceElement};
 use transformer_kernels::model::{Backend, GenerationConfig, MarianModel};
@@ -49,32 +50,8 @@ fn half_margin<T: DeviceElement>() -> f32 {
     HALF_MARGIN_EPS * eps
 }
 
-fn fixture_dirs() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap_or_else(|e| panic!("no fixture models at {}: {e}", root.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("model.safetensors").is_file())
-        .collect();
-    dirs.sort();
-    assert!(
-        !dirs.is_empty(),
-        "{} holds no fixture model",
-        root.display()
-    );
-    dirs
-}
-
 fn name(dir: &Path) -> String {
     dir.file_name().unwrap().to_string_lossy().into_owned()
-}
-
-fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
 }
 
 /// The fixture's source sentences (ids with EOS) and HF decoder inputs.

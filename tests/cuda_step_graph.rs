@@ -15,10 +15,11 @@
 mod common_kernels;
 mod common_model;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use common_kernels::device_or_skip;
+use common_model::{fixture_model_dirs as fixture_dirs, json_ids as ids};
 use transformer_kernels::cpu::Cpu;
 use transformer_kernels::cuda::decode_step::StepStats;
 use transformer_kernels::cuda::{CudaBackend, Device};
@@ -30,30 +31,6 @@ use transformer_kernels::model::{Backend, GenerationConfig, MarianModel, TokenMa
 const F32_LOGITS_ABS: f32 = 2e-5;
 /// Relative part of the bound.
 const F32_LOGITS_REL: f32 = 1e-5;
-
-fn fixture_dirs() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap_or_else(|e| panic!("no fixture models at {}: {e}", root.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("model.safetensors").is_file())
-        .collect();
-    dirs.sort();
-    assert!(
-        !dirs.is_empty(),
-        "{} holds no fixture model",
-        root.display()
-    );
-    dirs
-}
-
-fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
 
 fn sources(dir: &Path) -> Vec<Vec<u32>> {
     let e = common_model::read_expected(dir);

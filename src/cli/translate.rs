@@ -128,49 +128,35 @@ pub fn run(args: Args) -> Result<()> {
     };
     check_model_dir(&dir)?;
     check_input_is_not_output(args.input.as_deref(), args.output.as_deref())?;
-    let hint = format!("; try a smaller --batch-size (now {})", args.batch_size);
-    let with_hint = |e: Error| match e {
-        Error::OutOfMemory { device, bytes, .. } => Error::OutOfMemory {
-            device,
-            bytes,
-            hint: hint.clone(),
-        },
-        other => other,
-    };
     match resolve_device(&args, &dir)? {
         Target::Cpu => {
             let backend = super::fast_cpu(args.threads)?;
             run_on(args, &dir, backend)
         }
         Target::Reference => run_on(args, &dir, Cpu),
-        Target::Device(device, DType::F32) => {
-            let graphs = args.cuda_graph.on();
-            run_on(
-                args,
-                &dir,
-                CudaBackend::<f32>::new(device).with_step_graphs(graphs),
-            )
-            .map_err(with_hint)
-        }
-        Target::Device(device, DType::F16) => {
-            let graphs = args.cuda_graph.on();
-            run_on(
-                args,
-                &dir,
-                CudaBackend::<half::f16>::new(device).with_step_graphs(graphs),
-            )
-            .map_err(with_hint)
-        }
-        Target::Device(device, DType::BF16) => {
-            let graphs = args.cuda_graph.on();
-            run_on(
-                args,
-                &dir,
-                CudaBackend::<half::bf16>::new(device).with_step_graphs(graphs),
-            )
-            .map_err(with_hint)
-        }
+        Target::Device(device, DType::F32) => on_device::<f32>(args, &dir, device),
+        Target::Device(device, DType::F16) => on_device::<half::f16>(args, &dir, device),
+        Target::Device(device, DType::BF16) => on_device::<half::bf16>(args, &dir, device),
     }
+}
+
+/// Runs on the CUDA backend in storage `T` (step replay per
+/// `--cuda-graph`), an out-of-memory error naming `--batch-size`.
+fn on_device<T: transformer_kernels::cuda::DeviceElement>(
+    args: Args,
+    dir: &Path,
+    device: Arc<Device>,
+) -> Result<()> {
+    let hint = format!("; try a smaller --batch-size (now {})", args.batch_size);
+    let backend = CudaBackend::<T>::new(device).with_step_graphs(args.cuda_graph.on());
+    run_on(args, dir, backend).map_err(|e| match e {
+        Error::OutOfMemory { device, bytes, .. } => Error::OutOfMemory {
+            device,
+            bytes,
+            hint,
+        },
+        other => other,
+    })
 }
 
 /// Where a run executes: the fast CPU backend, the CPU reference, or a

@@ -18,6 +18,33 @@ pub fn read_expected(dir: &Path) -> serde_json::Value {
     read_gz_json(&dir.join("expected.json.gz"))
 }
 
+/// Every Hugging Face fixture model directory (`tests/fixtures/models/*`
+/// holding a `model.safetensors`), sorted; panics when there is none.
+pub fn fixture_model_dirs() -> Vec<std::path::PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models");
+    let mut dirs: Vec<std::path::PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("no fixture models at {}: {e}", root.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("model.safetensors").is_file())
+        .collect();
+    dirs.sort();
+    assert!(
+        !dirs.is_empty(),
+        "{} holds no fixture model",
+        root.display()
+    );
+    dirs
+}
+
+/// A JSON array of token ids.
+pub fn json_ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .expect("an array of ids")
+        .iter()
+        .map(|x| x.as_u64().expect("an id") as u32)
+        .collect()
+}
+
 /// A gzipped JSON file (the fixtures' format).
 pub fn read_gz_json(path: &Path) -> serde_json::Value {
     use std::io::Read;
