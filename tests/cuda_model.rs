@@ -15,7 +15,7 @@
 mod common_kernels;
 mod common_model;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use common_kernels::device_or_skip;
