@@ -74,11 +74,7 @@ fn load_pair<T: DeviceElement>(
     MarianModel<CudaBackend<T>>,
     GenerationConfig,
 ) {
-    let cpu = MarianModel::load(Cpu, dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    let dev = MarianModel::load(CudaBackend::<T>::new(device.clone()), dir)
-        .unwrap_or_else(|e| panic!("{} on {device:?}: {e}", dir.display()));
-    let gen = GenerationConfig::from_model_dir(dir, cpu.config()).unwrap();
-    (cpu, dev, gen)
+    common_model::load_cpu_and_cuda(dir, device, false)
 }
 
 /// max |a - b| and whether every element is within abs + rel·|b|.

@@ -63,12 +63,7 @@ fn load_with(
     MarianModel<CudaBackend<f32>>,
     GenerationConfig,
 ) {
-    let cpu = MarianModel::load(Cpu, dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    let backend = CudaBackend::<f32>::new(device.clone()).with_step_graphs(replay);
-    let dev = MarianModel::load(backend, dir)
-        .unwrap_or_else(|e| panic!("{} on {device:?}: {e}", dir.display()));
-    let gen = GenerationConfig::from_model_dir(dir, cpu.config()).unwrap();
-    (cpu, dev, gen)
+    common_model::load_cpu_and_cuda(dir, device, replay)
 }
 
 fn assert_within(got: &[f32], want: &[f32], what: &str) {

@@ -44,7 +44,7 @@
 
 use std::any::Any;
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::ThreadId;
 
@@ -390,6 +390,9 @@ struct Open {
 #[derive(Default)]
 pub(crate) struct StepSlot {
     open: Mutex<Option<Open>>,
+    /// Whether a step is open: every launch, copy, allocation and free of
+    /// the device reads it, and only takes the lock when it is set.
+    any: AtomicBool,
 }
 
 impl StepSlot {
@@ -401,6 +404,7 @@ impl StepSlot {
             Err(poisoned) => {
                 let mut g = poisoned.into_inner();
                 *g = None;
+                self.any.store(false, Ordering::Release);
                 self.open.clear_poison();
                 g
             }
@@ -409,6 +413,11 @@ impl StepSlot {
 
     /// Runs `f` on the calling thread's open step, if there is one.
     fn with_mine<R>(&self, f: impl FnOnce(&mut StepState) -> R) -> Option<R> {
+        // Set and cleared by this thread for its own step, so a clear flag
+        // means this thread has none (another thread's flag is irrelevant).
+        if !self.any.load(Ordering::Acquire) {
+            return None;
+        }
         let me = std::thread::current().id();
         self.lock()
             .as_mut()
@@ -434,6 +443,7 @@ impl StepSlot {
             owner: me,
             state: StepState::new(candidates),
         });
+        self.any.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -443,7 +453,10 @@ impl StepSlot {
         let state = {
             let mut open = self.lock();
             match open.take() {
-                Some(o) if o.owner == me => o.state,
+                Some(o) if o.owner == me => {
+                    self.any.store(false, Ordering::Release);
+                    o.state
+                }
                 other => {
                     *open = other;
                     return Err(Error::invalid("step", "no step of this thread is open"));
@@ -459,6 +472,7 @@ impl StepSlot {
         let mut open = self.lock();
         if open.as_ref().is_some_and(|o| o.owner == me) {
             *open = None;
+            self.any.store(false, Ordering::Release);
         }
     }
 
@@ -521,6 +535,10 @@ impl Drop for FlushOnFree {
         // `try_lock`: a free inside the slot's own critical sections (none
         // today) must not deadlock. Whatever thread frees, a step that
         // defers launches issues them first.
+        if !self.slot.any.load(Ordering::Acquire) {
+            self.inner.take();
+            return;
+        }
         if let Ok(mut open) = self.slot.open.try_lock() {
             if let Some(o) = open.as_mut() {
                 if o.state.deferring() {

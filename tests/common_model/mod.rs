@@ -36,6 +36,28 @@ pub fn fixture_model_dirs() -> Vec<std::path::PathBuf> {
     dirs
 }
 
+/// A fixture model on the CPU reference and on the CUDA backend (storage
+/// `T`, decode-step replay `replay`) of `device`, with its generation config.
+pub fn load_cpu_and_cuda<T: transformer_kernels::cuda::DeviceElement>(
+    dir: &Path,
+    device: &std::sync::Arc<transformer_kernels::cuda::Device>,
+    replay: bool,
+) -> (
+    transformer_kernels::model::MarianModel<transformer_kernels::cpu::Cpu>,
+    transformer_kernels::model::MarianModel<transformer_kernels::cuda::CudaBackend<T>>,
+    transformer_kernels::model::GenerationConfig,
+) {
+    use transformer_kernels::model::{GenerationConfig, MarianModel};
+    let cpu = MarianModel::load(transformer_kernels::cpu::Cpu, dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let backend =
+        transformer_kernels::cuda::CudaBackend::<T>::new(device.clone()).with_step_graphs(replay);
+    let dev = MarianModel::load(backend, dir)
+        .unwrap_or_else(|e| panic!("{} on {device:?}: {e}", dir.display()));
+    let gen = GenerationConfig::from_model_dir(dir, cpu.config()).unwrap();
+    (cpu, dev, gen)
+}
+
 /// A JSON array of token ids.
 pub fn json_ids(v: &serde_json::Value) -> Vec<u32> {
     v.as_array()
